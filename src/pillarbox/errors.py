@@ -39,6 +39,12 @@ class AlreadyExists(UserError):
     """A thing to be created exists already."""
 
 
+class PreconditionFailed(UserError):
+    """A conditional write found the thing changed since the writer read it (RFC 9110
+    §13.1.1 If-Match, §13.1.2 If-None-Match): written meanwhile by another, so nothing was
+    written over it."""
+
+
 class InvalidName(UserError):
     """A name (address, domain, mailbox) is not valid where it was given."""
 

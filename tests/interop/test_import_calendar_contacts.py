@@ -1,26 +1,34 @@
 """``pillarbox import ics`` and ``pillarbox import vcard`` as an operator runs them, on a real
 data directory (each store backend): the objects and contacts stored as the web's imports
 store them, the summary and exit codes as the mail imports give them, a re-run changing
-nothing, and an imported meeting queueing no invitation."""
+nothing, and an imported meeting queueing no invitation. ``pillarbox export --ics`` and
+``--vcard``: the round trip into a fresh account, one calendar's file and the refusals, and
+an export beside a running ``pillarbox serve``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import ssl
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import pytest
 
+from pillarbox.calendarfile import same_content
 from pillarbox.store.interface import Store
 from pillarbox.store.types import CalendarObject, Contact
-from pillarbox.testing.command import backend_site, run_pillarbox
+from pillarbox.testing.command import backend_site, run_pillarbox, start_serve
 from pillarbox.testing.icalendars import WEEKLY
 from pillarbox.testing.mailstore import with_site_store
+from pillarbox.testing.vcards import RICH_CARD
 
 T = TypeVar("T")
 
 PASSWORD = "correct horse battery"
 USER = "alice@example.org"
+OTHER = "bob@example.org"
 HEAD = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Exporter//EN\r\n"
 SERIES = WEEKLY[WEEKLY.index("BEGIN:VTIMEZONE") : WEEKLY.index("END:VCALENDAR")]
 MEETING = (
@@ -28,6 +36,10 @@ MEETING = (
     "DTSTART:20310304T093000Z\r\nDTEND:20310304T103000Z\r\nSUMMARY:Board\r\n"
     f"ORGANIZER:mailto:{USER}\r\nATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:bob@example.net\r\n"
     "END:VEVENT\r\n"
+)
+LUNCH = (
+    "BEGIN:VEVENT\r\nUID:lunch-1\r\nDTSTAMP:20250101T000000Z\r\n"
+    "DTSTART:20310305T120000Z\r\nDTEND:20310305T130000Z\r\nSUMMARY:Lunch\r\nEND:VEVENT\r\n"
 )
 JOURNAL = "BEGIN:VJOURNAL\r\nUID:j-1\r\nDTSTAMP:20250101T000000Z\r\nEND:VJOURNAL\r\n"
 VCF = (
@@ -187,3 +199,167 @@ def test_import_vcard_without_uids_twice(site: Path, tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert again.stdout == "imported 0, unchanged 2, skipped 0\n"
     assert _contacts(site) == before and _sync_token(site) == token
+
+
+def _add_user(site: Path, address: str) -> None:
+    added = run_pillarbox(site, "user", "add", address, "--password-stdin", stdin=PASSWORD + "\n")
+    assert added.returncode == 0, added.stderr
+
+
+def _tree(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_export_round_trip_into_a_fresh_account(site: Path, tmp_path: Path) -> None:
+    """What ``import ics`` and ``import vcard`` stored, ``export --ics`` and ``--vcard`` write
+    (one NAME.ics per calendar, the contacts in one file, each readable by its owner only);
+    those files imported into a fresh account give it the same calendars, objects and
+    contacts: its own export is byte for byte the first one."""
+    path = tmp_path / "in.ics"
+    path.write_text(HEAD + SERIES + MEETING + "END:VCALENDAR\r\n", newline="")
+    assert run_pillarbox(site, "import", "ics", str(path), "--account", USER).returncode == 0
+    work = (
+        HEAD + "X-WR-CALNAME:Work\r\n" + MEETING.replace("meeting-1", "w-1") + "END:VCALENDAR\r\n"
+    )
+    path.write_text(work, newline="")
+    made = run_pillarbox(site, "import", "ics", str(path), "--account", USER, "--calendar", "work")
+    assert made.returncode == 0, made.stderr
+    cards = tmp_path / "in.vcf"
+    cards.write_bytes(
+        VCF.split(b"BEGIN:VCARD\r\nVERSION:4.0\r\nUID:urn:uuid:2")[0] + RICH_CARD.encode()
+    )
+    assert run_pillarbox(site, "import", "vcard", str(cards), "--account", USER).returncode == 0
+
+    out = tmp_path / "alice"
+    first = run_pillarbox(site, "export", "--account", USER, "--ics", str(out / "cal"), "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {
+        "objects": 3,
+        "calendars": 2,
+        "path": str(out / "cal"),
+        "files": [
+            {"path": str(out / "cal" / "personal.ics"), "objects": 2},
+            {"path": str(out / "cal" / "work.ics"), "objects": 1},
+        ],
+        "deleted": [],
+    }
+    assert f"personal -> {out / 'cal' / 'personal.ics'}" in first.stderr
+    vcf = out / "contacts.vcf"
+    contacts = run_pillarbox(site, "export", "--account", USER, "--vcard", str(vcf))
+    assert (contacts.returncode, contacts.stdout) == (0, f"exported 2 contact(s) to {vcf}\n")
+    exported = _tree(out / "cal")
+    assert {p.stat().st_mode & 0o777 for p in (*(out / "cal").iterdir(), vcf)} == {0o600}
+    assert exported["work.ics"].startswith(
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Pillarbox//"
+    )
+    assert b"X-WR-CALNAME:Work\r\n" in exported["work.ics"]
+
+    _add_user(site, OTHER)
+    for name in ("personal", "work"):
+        file = str(out / "cal" / f"{name}.ics")
+        back = run_pillarbox(site, "import", "ics", file, "--account", OTHER, "--calendar", name)
+        assert back.returncode == 0, back.stderr
+    back = run_pillarbox(site, "import", "vcard", str(vcf), "--account", OTHER)
+    assert (back.returncode, back.stdout) == (0, "imported 2, unchanged 0, skipped 0\n")
+    again = tmp_path / "bob"
+    for option, target in (("--ics", again / "cal"), ("--vcard", again / "contacts.vcf")):
+        done = run_pillarbox(site, "export", "--account", OTHER, option, str(target))
+        assert done.returncode == 0, done.stderr
+    assert _tree(again / "cal") == exported
+    assert (again / "contacts.vcf").read_bytes() == vcf.read_bytes()
+
+    def held(address: str) -> list[tuple[str, str, bytes]]:
+        async def go(store: Store) -> list[tuple[str, str, bytes]]:
+            account = await store.get_account(address)
+            found = []
+            for calendar in await store.list_calendars(account.id):
+                for obj in await store.calendar_objects(account.id, calendar.name):
+                    found.append((calendar.display_name, obj.name, obj.data))
+            return found
+
+        return with_site_store(site, go)
+
+    mine, theirs = held(USER), held(OTHER)
+    assert [(title, name) for title, name, _ in theirs] == [
+        ("Calendar", "meeting-1.ics"), ("Calendar", "weekly-1.ics"), ("Work", "w-1.ics"),
+    ]  # fmt: skip
+    assert all(same_content(a, b) for (_, _, a), (_, _, b) in zip(mine, theirs, strict=True))
+
+
+def test_export_one_calendar_and_refusals(site: Path, tmp_path: Path) -> None:
+    """``--ics FILE --calendar NAME``: one file; never over a file there; one target
+    exactly; --calendar only with --ics; a calendar the account lacks, no file."""
+    path = tmp_path / "in.ics"
+    path.write_text(HEAD + MEETING + "END:VCALENDAR\r\n", newline="")
+    assert run_pillarbox(site, "import", "ics", str(path), "--account", USER).returncode == 0
+    one = tmp_path / "personal.ics"
+    done = run_pillarbox(
+        site, "export", "--account", USER, "--ics", str(one), "--calendar", "personal"
+    )
+    assert (done.returncode, done.stdout) == (
+        0, f"exported 1 object(s) from 1 calendar(s) to {one}\n",
+    )  # fmt: skip
+    written = one.read_bytes()
+    assert written.endswith(MEETING.encode() + b"END:VCALENDAR\r\n")
+    twice = run_pillarbox(
+        site, "export", "--account", USER, "--ics", str(one), "--calendar", "personal"
+    )
+    assert twice.returncode == 1 and f"{one} exists; export into a new file" in twice.stderr
+    assert one.read_bytes() == written and sorted(p.name for p in tmp_path.iterdir()) == [
+        "in.ics", "personal.ics", "site",
+    ]  # fmt: skip
+    gone = tmp_path / "gone.ics"
+    missing = run_pillarbox(
+        site, "export", "--account", USER, "--ics", str(gone), "--calendar", "nope"
+    )
+    assert missing.returncode == 1 and "no calendar named 'nope'" in missing.stderr
+    assert not gone.exists()
+    both = run_pillarbox(
+        site, "export", "--account", USER, "--ics", str(gone), "--vcard", str(tmp_path / "c")
+    )
+    assert both.returncode == 2 and "give exactly one of --mbox FILE" in both.stderr
+    stray = run_pillarbox(
+        site, "export", "--account", USER, "--vcard", str(gone), "--calendar", "personal"
+    )
+    assert stray.returncode == 2 and "--calendar goes with --ics" in stray.stderr
+    nobody = run_pillarbox(site, "export", "--account", "eve@example.org", "--vcard", str(gone))
+    assert nobody.returncode == 1 and not gone.exists()
+
+
+def test_export_while_the_server_runs(site: Path, tmp_path: Path) -> None:
+    """``pillarbox serve`` runs on the site's store; a CalDAV client writes an event through
+    it; ``export --ics`` beside it has the event (one more reader of the store the server
+    uses, as the import is one more writer)."""
+    from pillarbox import config as cfg
+    from pillarbox.net.tls import tls_paths
+
+    config = cfg.load(site / "pillarbox.toml")
+    listeners = cfg.Listeners(
+        **{name: cfg.Listener(port=0, enabled=name == "https") for name in cfg.LISTENER_DOCS}
+    )
+    (site / "pillarbox.toml").write_text(
+        cfg.render_toml(dataclasses.replace(config, listeners=listeners)), "utf-8"
+    )
+    process, ports = start_serve(site / "pillarbox.toml")
+    try:
+        trust = ssl.create_default_context(cafile=tls_paths(cfg.load(site / "pillarbox.toml"))[0])
+        with httpx.Client(
+            base_url=f"https://127.0.0.1:{ports['https']}", auth=(USER, PASSWORD), verify=trust
+        ) as dav:
+            put = dav.put(
+                f"/dav/calendars/{USER}/personal/lunch-1.ics",
+                content=HEAD + LUNCH + "END:VCALENDAR\r\n",
+                headers={"content-type": "text/calendar; charset=utf-8"},
+            )
+            assert put.status_code == 201, put.text
+        out = tmp_path / "live.ics"
+        done = run_pillarbox(
+            site, "export", "--account", USER, "--ics", str(out), "--calendar", "personal"
+        )
+        assert done.returncode == 0, done.stderr
+        assert out.read_bytes().endswith(LUNCH.encode() + b"END:VCALENDAR\r\n")
+        assert process.poll() is None  # still serving
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr

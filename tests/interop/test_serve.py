@@ -3,7 +3,6 @@ and stops cleanly on SIGTERM and SIGINT (with uvloop when installed, as in produ
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import smtplib
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pillarbox import config as cfg
+from pillarbox.testing.command import start_serve
 
 LISTENERS = ("smtp", "submission", "pop3", "pop3s")
 
@@ -33,28 +33,9 @@ def write_config(tmp_path: Path, schema_check_interval: float = 60.0) -> Path:
     return path
 
 
-def start(path: Path) -> tuple[subprocess.Popen[str], dict[str, int]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pillarbox.cli", "--config", str(path), "serve"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    ports: dict[str, int] = {}
-    for line in process.stdout:
-        match = re.match(r"\s+(\w+)\s+127\.0\.0\.1:(\d+)", line)
-        if match:
-            ports[match.group(1)] = int(match.group(2))
-        if line.startswith("Stop with"):
-            break
-    return process, ports
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_prints_endpoints_serves_and_stops(tmp_path: Path, sig: signal.Signals) -> None:
-    process, ports = start(write_config(tmp_path))
+    process, ports = start_serve(write_config(tmp_path))
     try:
         assert set(ports) == set(LISTENERS), ports
         with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as client:
@@ -79,7 +60,7 @@ def test_serve_stops_when_a_later_version_upgrades_the_store(tmp_path: Path) -> 
     """A newer Pillarbox migrated the database under this running one (another node, or an
     admin command of the new version run before this server was stopped): it stops cleanly,
     saying why, rather than go on writing rows without the new migrations' columns."""
-    process, ports = start(write_config(tmp_path, schema_check_interval=0.2))
+    process, ports = start_serve(write_config(tmp_path, schema_check_interval=0.2))
     try:
         assert set(ports) == set(LISTENERS), ports
         conn = sqlite3.connect(tmp_path / "data" / "pillarbox.sqlite3", isolation_level=None)

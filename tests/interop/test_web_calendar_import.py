@@ -7,7 +7,9 @@ CSRF token."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,12 +18,14 @@ import icalendar
 import pytest
 
 from pillarbox import config as cfg
-from pillarbox.store.types import SpecialUse
+from pillarbox import ical
+from pillarbox.store.types import Calendar, CalendarObject, SpecialUse
 from pillarbox.testing.davclient import dav_client, responses
 from pillarbox.testing.icalendars import WEEKLY
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.polling import wait_for
 from pillarbox.testing.webclient import WebSession, mailbox_id, special_mailbox_id
+from pillarbox.web.calendarimport import EXPORT_PAGE
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
@@ -175,6 +179,95 @@ def test_import_read_back_over_caldav_reimport_and_export(
     assert second.content.replace(b"X-WR-CALNAME:work", b"X-WR-CALNAME:Calendar") == (
         exported.content
     )
+
+
+def test_an_import_overwrites_nothing_a_client_wrote_meanwhile(live: LiveServer) -> None:
+    """A phone writes between the import's listing and its writes: an object under the name
+    the import chose for a new UID (holding another UID), and an edit of the object the
+    import replaces. Neither is overwritten; each is counted skipped, with why; the run
+    again stores the new event beside the phone's, and the file's version over the edit.
+
+    A race in real time hangs on scheduling; the import's own two steps (:func:`planned`,
+    :func:`written`) are the seam, called in order with a real CalDAV client's PUTs between
+    them: nothing of ours is replaced."""
+    from pillarbox.web.calendarimport import import_ics, planned, written
+
+    services = live.server.context
+    assert services is not None
+    account = live.call(live.store.get_account(ALICE))
+    plain = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Phone//EN\r\n"
+    with dav_client(live, ALICE) as dav:
+        first = dav.put(CAL + "plain-1.ics", content=plain + vevent("plain-1", "Lunch")
+                        + "END:VCALENDAR\r\n", headers=ICS)  # fmt: skip
+        assert first.status_code == 201, first.text
+    file = (
+        HEAD + vevent("new-1", "New") + vevent("plain-1", "Long lunch") + vevent("kept-1", "Kept")
+    )
+    data = (file + "END:VCALENDAR\r\n").encode()
+    plan = live.call(planned(services, account, "personal", data))
+    assert [(piece.info.uid, name) for piece, name, _ in plan.writes] == [
+        ("new-1", "new-1.ics"), ("plain-1", "plain-1.ics"), ("kept-1", "kept-1.ics"),
+    ]  # fmt: skip
+    phone = plain + vevent("phone-1", "Phone") + "END:VCALENDAR\r\n"
+    dinner = plain + vevent("plain-1", "Dinner") + "END:VCALENDAR\r\n"
+    with dav_client(live, ALICE) as dav:
+        assert dav.put(CAL + "new-1.ics", content=phone, headers=ICS).status_code == 201
+        assert dav.put(CAL + "plain-1.ics", content=dinner, headers=ICS).status_code == 204
+    done = live.call(written(services, account, plan))
+    assert (done.stored, done.unchanged, done.skipped) == (1, 0, 2)
+    assert done.reasons == (
+        "VEVENT new-1: new-1.ics was written meanwhile by a client; not overwritten",
+        "VEVENT plain-1: plain-1.ics was written meanwhile by a client; not overwritten",
+    )
+    objects = dav_objects(live)
+    assert sorted(objects) == ["kept-1.ics", "new-1.ics", "plain-1.ics"]
+    assert objects["new-1.ics"][1] == phone.encode()
+    assert objects["plain-1.ics"][1] == dinner.encode()
+
+    again = live.call(import_ics(services, account, "personal", data))
+    assert (again.stored, again.unchanged, again.skipped) == (2, 1, 0)
+    after = dav_objects(live)
+    assert after["new-1.ics"] == objects["new-1.ics"] and b"Long lunch" in after["plain-1.ics"][1]
+    (beside,) = set(after) - set(objects)
+    assert b"UID:new-1" in after[beside][1]
+
+
+def test_a_calendar_deleted_while_its_export_streams_breaks_the_download_off(
+    live: LiveServer, alice: WebSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The export's status (200) went with its first bytes; the calendar deleted (a phone's
+    CalDAV DELETE) before its next page is read: the connection is closed without the last
+    chunk, so the client knows the file is cut off (httpx: RemoteProtocolError; a browser: a
+    failed download), and the file lacks its END:VCALENDAR. One INFO line says why, no
+    traceback (uvicorn adds its one line that the response was left unfinished). The first
+    page (100 objects of 200 KB) is more than the socket buffers hold, so the server reads
+    the second only after the client has read, after the delete."""
+    caplog.set_level(logging.INFO)
+    assert alice.get("/calendar").status_code == 200  # "personal" made, the default: "big" may go
+    account = live.call(live.store.get_account(ALICE))
+    now = datetime.now(UTC)
+    live.call(live.store.create_calendar(account.id, Calendar(name="big"), now=now, limit=20))
+    description = ical.folded("DESCRIPTION:" + "x" * 200_000)
+    for n in range(EXPORT_PAGE + 50):
+        data = HEAD + vevent(f"e{n:03}", "Long", description + "\r\n") + "END:VCALENDAR\r\n"
+        obj = CalendarObject(name=f"e{n:03}.ics", uid=f"e{n:03}", component="VEVENT",
+                             data=data.encode())  # fmt: skip
+        live.call(live.store.save_calendar_object(account.id, "big", obj, now=now, limit=1000))
+    with alice.client.stream("GET", "/calendar/export/big") as response:
+        assert response.status_code == 200
+        chunks = response.iter_raw()
+        received = [next(chunks)]
+        with dav_client(live, ALICE) as dav:
+            assert dav.request("DELETE", f"/dav/calendars/{ALICE}/big/").status_code == 204
+        with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
+            received.extend(chunks)  # each chunk kept as it comes, until the break
+    got = b"".join(received)
+    assert got.startswith(b"BEGIN:VCALENDAR\r\n") and b"END:VCALENDAR" not in got
+    assert got.count(b"BEGIN:VEVENT\r\n") == EXPORT_PAGE == got.count(b"END:VEVENT\r\n")
+    [line] = [r for r in caplog.records if r.getMessage().startswith("calendar export broken")]
+    assert (line.levelno, line.__dict__["fields"]["objects"]) == (logging.INFO, EXPORT_PAGE)
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    assert alice.get("/calendar/export/big").status_code == 404
 
 
 def test_import_into_a_new_calendar(live: LiveServer, alice: WebSession) -> None:

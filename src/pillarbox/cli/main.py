@@ -108,7 +108,8 @@ LAZY_COMMANDS: Mapping[str, LazyCommand] = {
     "dns": LazyCommand("pillarbox.cli.dns:dns", "DNS records of hosted domains."),
     "export": LazyCommand(
         "pillarbox.cli.transfer:export",
-        "Write an account's mail (flags, internal dates, folders) as mbox or Maildir.",
+        "Write an account's mail (flags, internal dates, folders) as mbox or Maildir, its "
+        "calendars as .ics or its contacts as .vcf.",
     ),
     "import": LazyCommand(
         "pillarbox.cli.transfer:import_group",

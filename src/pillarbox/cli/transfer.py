@@ -2,7 +2,8 @@
 backup`` and ``restore``: the whole site (see :mod:`pillarbox.transfer.backup`).
 
 ``pillarbox import ics`` and ``import vcard`` run the web's own imports
-(:mod:`pillarbox.web.calendarimport`, :func:`pillarbox.web.contacts.import_vcards`).
+(:mod:`pillarbox.web.calendarimport`, :func:`pillarbox.web.contacts.import_vcards`);
+``export --ics`` and ``--vcard`` write the web's own exports (:mod:`pillarbox.transfer.davfiles`).
 
 Progress goes to standard error, the summary to standard output (``--json``: one object).
 Exit 0 when every message (event, card) was imported or was there already; 1 when some failed
@@ -271,7 +272,22 @@ def import_vcard(state: CliState, path: Path, address: str, as_json: bool) -> No
     default=None,
     help="Maildir++ directory (new or empty).",
 )
-@click.option("--mailbox", default=None, help="Only this mailbox.")
+@click.option(
+    "--ics",
+    "ics_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Calendar file (with --calendar), else a directory of NAME.ics files.",
+)
+@click.option(
+    "--vcard",
+    "vcard_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="vCard file (.vcf) of the address book.",
+)
+@click.option("--mailbox", default=None, help="Only this mailbox (--mbox, --maildir).")
+@click.option("--calendar", default=None, help="Only this calendar (--ics).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 @click.pass_obj
 def export(
@@ -279,15 +295,33 @@ def export(
     address: str,
     mbox_path: Path | None,
     maildir_path: Path | None,
+    ics_path: Path | None,
+    vcard_path: Path | None,
     mailbox: str | None,
+    calendar: str | None,
     as_json: bool,
 ) -> None:
-    """Write an account's mail (flags, internal dates, folders) as mbox or Maildir."""
+    """Write an account's mail (flags, internal dates, folders) as mbox or Maildir, its
+    calendars as .ics or its contacts as .vcf. Each file is new, put in place whole; the
+    server may run meanwhile."""
     from pillarbox.cli.main import emit, run_store
 
-    if (mbox_path is None) == (maildir_path is None):
-        raise ConfigError("", "give exactly one of --mbox FILE and --maildir DIR")
+    targets = [p for p in (mbox_path, maildir_path, ics_path, vcard_path) if p is not None]
+    if len(targets) != 1:
+        raise ConfigError(
+            "", "give exactly one of --mbox FILE, --maildir DIR, --ics FILE|DIR and --vcard FILE"
+        )
+    if mailbox is not None and mbox_path is None and maildir_path is None:
+        raise ConfigError("", "--mailbox goes with --mbox or --maildir")
+    if calendar is not None and ics_path is None:
+        raise ConfigError("", "--calendar goes with --ics")
     config = state.load()
+    if ics_path is not None:
+        _export_calendars(config, address, ics_path, calendar, as_json)
+        return
+    if vcard_path is not None:
+        _export_contacts(config, address, vcard_path, as_json)
+        return
 
     async def go(store: Store) -> files.ExportSummary:
         account = await provisioning.get_account(store, address)
@@ -302,6 +336,46 @@ def export(
         {"messages": summary.messages, "mailboxes": summary.mailboxes, "path": str(target)},
         as_json,
         [f"exported {summary.messages} messages from {summary.mailboxes} mailbox(es) to {target}"],
+    )
+
+
+def _export_calendars(
+    config: Config, address: str, path: Path, calendar: str | None, as_json: bool
+) -> None:
+    from pillarbox.cli.main import emit
+    from pillarbox.transfer.davfiles import export_calendars
+
+    done = _run_services(
+        config,
+        address,
+        lambda services, account: export_calendars(services, account, path, calendar, _progress),
+    )
+    lines = [f"exported {done.objects} object(s) from {len(done.files)} calendar(s) to {path}"]
+    lines += [f"left out: the calendar {name} was deleted meanwhile" for name in done.deleted]
+    emit(
+        {
+            "objects": done.objects,
+            "calendars": len(done.files),
+            "path": str(path),
+            "files": [{"path": str(file), "objects": count} for file, count in done.files],
+            "deleted": done.deleted,
+        },
+        as_json,
+        lines,
+    )
+
+
+def _export_contacts(config: Config, address: str, path: Path, as_json: bool) -> None:
+    from pillarbox.cli.main import emit
+    from pillarbox.transfer.davfiles import export_contacts
+
+    count = _run_services(
+        config, address, lambda services, account: export_contacts(services, account, path)
+    )
+    emit(
+        {"contacts": count, "path": str(path)},
+        as_json,
+        [f"exported {count} contact(s) to {path}"],
     )
 
 

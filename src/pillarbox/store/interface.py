@@ -758,13 +758,18 @@ class Store(Protocol):
         """The calendar's object with that UID; ``NotFound`` when it has none."""
 
     async def save_calendar_object(
-        self, account_id: int, calendar: str, obj: CalendarObject, *, now: datetime, limit: int
-    ) -> CalendarObject:
+        self, account_id: int, calendar: str, obj: CalendarObject, *, now: datetime, limit: int,
+        if_match: str | None = None, if_none_match: bool = False,
+    ) -> CalendarObject:  # fmt: skip
         """Add the object, or replace the calendar's object of the same name, and return it
         as stored (the calendar's sync token raised, and the object's ``modseq`` set to it).
         ``AlreadyExists`` when another object of the calendar has its UID (RFC 4791 §4.1),
         ``TooManyEntries`` when the calendar would pass ``limit`` objects, ``NotFound`` for no
-        such calendar of the account; nothing is stored then."""
+        such calendar of the account; nothing is stored then. Conditional, in the same
+        transaction as the write (RFC 9110 §13.1): ``PreconditionFailed`` unless the object
+        of that name has the ETag ``if_match`` (when given) or, with ``if_none_match``, there
+        is none — a writer that decided from an earlier read writes over nothing it did not
+        see."""
 
     async def delete_calendar_object(
         self, account_id: int, calendar: str, name: str, *, now: datetime

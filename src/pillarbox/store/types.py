@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar, overload
 
-from pillarbox.errors import InvalidName
+from pillarbox.errors import InvalidName, PreconditionFailed
 
 #: RFC 9051 §2.3.2 system flags. ``\\Recent`` is not stored here: it is a per-session notion
 #: (see :meth:`pillarbox.store.interface.Store.claim_recent`).
@@ -850,6 +850,16 @@ class CalendarObject:
 def data_etag(data: bytes) -> str:
     """A strong ETag (RFC 9110 §8.8.3) of a resource served as ``data``."""
     return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+
+
+def require_precondition(
+    name: str, etag: str | None, if_match: str | None, if_none_match: bool
+) -> None:
+    """RFC 9110 §13.1.1 If-Match, §13.1.2 If-None-Match for a store's conditional write:
+    ``PreconditionFailed`` unless the resource ``name`` (its ``etag``, None when there is
+    none) is as the writer expects it."""
+    if (if_none_match and etag is not None) or (if_match is not None and etag != if_match):
+        raise PreconditionFailed(f"{name!r} changed meanwhile")
 
 
 def new_schedule_tag() -> str:

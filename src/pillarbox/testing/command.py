@@ -6,6 +6,7 @@ environment) and hashing passwords cheaply so that a test may add many users.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -41,6 +42,27 @@ def run_pillarbox(
         timeout=120,
         check=False,
     )
+
+
+def start_serve(path: Path) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    """``pillarbox --config PATH serve`` started, once it says where it listens: the process
+    (the caller stops it) and each listener's port, as its start-up lines print them."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pillarbox.cli", "--config", str(path), "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    ports: dict[str, int] = {}
+    for line in process.stdout:
+        match = re.match(r"\s+(\w+)\s+127\.0\.0\.1:(\d+)", line)
+        if match:
+            ports[match.group(1)] = int(match.group(2))
+        if line.startswith("Stop with"):
+            break
+    return process, ports
 
 
 def init_site(site: Path, address: str, password: str, *extra: str) -> None:

@@ -35,6 +35,7 @@ from pillarbox.errors import (
     AlreadyExists,
     InvalidName,
     NotFound,
+    PreconditionFailed,
     QuotaExceeded,
     StorageError,
     TooManyEntries,
@@ -1194,6 +1195,46 @@ class StoreContract:
             )
         assert [o.name for o in await store.calendar_objects(account.id, "work")] == ["b.ics"]
         assert await store.calendar_objects(account.id, "home") == []
+
+    async def test_calendar_object_written_only_as_expected(
+        self, store: Store, account: Account
+    ) -> None:
+        """RFC 9110 §13.1: a conditional write (``if_none_match``: the name must be free;
+        ``if_match``: its object must have that ETag) writes nothing when another write came
+        first, and raises no sync token; an unconditional one replaces as before."""
+        now = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+        await store.create_calendar(account.id, Calendar(name="home"), now=now, limit=5)
+        first = CalendarObject(name="a.ics", uid="a", component="VEVENT", data=b"first")
+        saved = await store.save_calendar_object(
+            account.id, "home", first, now=now, limit=5, if_none_match=True
+        )
+        token = (await store.calendar_changes(account.id, "home", 0)).token
+        # A client's object of another UID under that name: neither condition holds for it.
+        theirs = replace(first, uid="b", data=b"theirs")
+        with pytest.raises(PreconditionFailed):
+            await store.save_calendar_object(
+                account.id, "home", theirs, now=now, limit=5, if_none_match=True
+            )
+        with pytest.raises(PreconditionFailed):
+            await store.save_calendar_object(
+                account.id, "home", theirs, now=now, limit=5, if_match='"not-its-etag"'
+            )
+        with pytest.raises(PreconditionFailed):  # no object of the name has any ETag
+            await store.save_calendar_object(
+                account.id, "home", replace(first, name="z.ics"), now=now, limit=5,
+                if_match=saved.etag,
+            )  # fmt: skip
+        assert [(o.name, o.data) for o in await store.calendar_objects(account.id, "home")] == [
+            ("a.ics", b"first")
+        ]
+        assert (await store.calendar_changes(account.id, "home", 0)).token == token
+        second = await store.save_calendar_object(
+            account.id, "home", replace(first, data=b"second"), now=now, limit=5,
+            if_match=saved.etag,
+        )  # fmt: skip
+        assert second.data == b"second" and second.etag != saved.etag
+        await store.save_calendar_object(account.id, "home", theirs, now=now, limit=5)
+        assert (await store.calendar_object(account.id, "home", "a.ics")).uid == "b"
 
     async def test_calendar_object_keeps_its_schedule_tag(
         self, store: Store, account: Account

@@ -65,6 +65,7 @@ from pillarbox.services import Services
 from pillarbox.sizes import human_size
 from pillarbox.store.aclrows import canonical_rights
 from pillarbox.store.types import Account, TokenKind
+from pillarbox.web.downloads import BrokenOff
 from pillarbox.web.loginhold import LoginHolds
 from pillarbox.web.session import (
     BACKGROUND_HEADER,
@@ -304,7 +305,12 @@ class Guard:
                 message = {**message, "headers": out}
             await send(message)
 
-        await self.app(scope, limited_receive, send_with_headers)
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except BrokenOff:
+            # Logged where it happened; returned from with the response unfinished, the
+            # server closes the connection (the ASGI spec's rule), the body's end unsent.
+            return
 
     def _session(self, cookie_header: str, now: float) -> tuple[Session, bool]:
         """The visitor's session, and whether it is new (no valid cookie came)."""

@@ -91,7 +91,13 @@ from pillarbox import caldavxml, davxml, ical
 from pillarbox.blocking import run_blocking
 from pillarbox.config import CalendarsSection
 from pillarbox.davxml import APPLE_ICAL, CALDAV, CALENDARSERVER, DAV, Found, element, tag
-from pillarbox.errors import AlreadyExists, InvalidName, NotFound, TooManyEntries
+from pillarbox.errors import (
+    AlreadyExists,
+    InvalidName,
+    NotFound,
+    PreconditionFailed,
+    TooManyEntries,
+)
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject, Member, new_schedule_tag
@@ -786,6 +792,12 @@ def _schedule_tag_holds(request: Request, current: CalendarObject | None) -> boo
     )
 
 
+#: The request headers that make a PUT conditional on the object it replaces (not
+#: If-Schedule-Tag-Match: RFC 6638 §3.2.10 lets it succeed over an attendee's answer, which
+#: changes the ETag and not the tag).
+_CONDITIONS = ("if-match", "if-none-match")
+
+
 async def _put(request: Request, account: Account, calendar: Calendar, name: str) -> Response:
     app = web(request)
     media = request.headers.get("content-type", CALENDAR_TYPE).split(";")[0].strip().lower()
@@ -808,12 +820,20 @@ async def _put(request: Request, account: Account, calendar: Calendar, name: str
     except ical.InvalidObject as exc:
         _log.info("caldav object refused", account=account.address, reason=str(exc))
         return xml(_condition(exc.condition), 403)
+    # A PUT that named the state it expects gets it or 412, also when another write of the
+    # name came between the check above and the store's write (RFC 9110 §13.1.1, §13.1.2).
+    conditional = any(h in request.headers for h in _CONDITIONS)
     try:
-        stored = await save_object(app.services, account, calendar.name, name, data, info, current)
+        stored = await save_object(
+            app.services, account, calendar.name, name, data, info, current,
+            conditional=conditional,
+        )  # fmt: skip
     except UidTaken as exc:
         return _uid_conflict(account, calendar, exc.holder)
     except TooManyEntries as exc:
         return text(f"{exc}\n", 507)  # RFC 4918 §11.5
+    except PreconditionFailed:
+        return text(PRECONDITION_FAILED, 412)
     if info.component == "VEVENT":
         # What the attendees are sent is what was stored (answers reset, RFC 6638 §3.2.8). A
         # phone's messages are not kept in Sent: the user wrote no message (docs/calendars.md).
@@ -850,13 +870,17 @@ async def save_object(
     *,
     reply: bool = False,
     as_given: bool = False,
+    conditional: bool = False,
 ) -> CalendarObject:
     """Store an object ``info`` was read from as ``name`` over ``previous`` (the object of
     that name, None when new), as a PUT stores it, for the web's Calendar page and
     invitations too (``reply``: the server applying an attendee's REPLY, see
     :func:`schedule_tag`; ``as_given``: an import, whose file says what the answers are, so
     a new time resets none): :class:`UidTaken` when another object holds its UID,
-    ``TooManyEntries`` past ``[calendars] max_objects``."""
+    ``TooManyEntries`` past ``[calendars] max_objects``. ``conditional``: only over
+    ``previous`` as it was read (its ETag; no object of the name when None), checked by the
+    store in the write's transaction, else ``PreconditionFailed`` and nothing written — a
+    write beside this one is never overwritten unseen."""
     store = services.store
     if not reply and not as_given:
         data = await _answers_reset(services, account, previous, data, info)
@@ -868,6 +892,8 @@ async def save_object(
             _stored(name, data, info, tag),
             now=datetime.now(UTC),
             limit=services.config.calendars.max_objects,
+            if_match=previous.etag if conditional and previous is not None else None,
+            if_none_match=conditional and previous is None,
         )
     except AlreadyExists:
         # The store refuses another object's UID (RFC 4791 §4.1): only then is its holder

@@ -26,11 +26,18 @@ Implementation notes:
   (:func:`pillarbox.calendarfile.same_content`: an export writes its own PRODID and one
   definition of each zone). Neither kind is checked again. What is then written needs no
   lookup: whether a UID is new, the name to replace and a free name come from that listing.
-  A client's write beside the import is seen as the store sees it: its object of a UID the
-  import then writes under another name is refused (RFC 4791 §4.1, counted skipped); one it
-  made under ``<UID>.ics`` of a UID of the file, with another UID in it (no client names
-  so), would be replaced, as a PUT of that name replaces it. A first import of 200 events
-  did 600 lookups before the 200 writes (by UID twice, by name once); none now.
+  A first import of 200 events did 600 lookups before the 200 writes (by UID twice, by name
+  once); none now.
+- **Written as planned or not at all**: the listing is :func:`planned`, the writes
+  :func:`written`, and a client writes beside both. So each write is conditional, checked
+  by the store in the write's transaction (RFC 9110 §13.1, as a CalDAV PUT's If-None-Match
+  and If-Match): a new object only where the listing found the name free, a replacement
+  only over the object as it was read. An object a client made meanwhile under
+  ``<UID>.ics`` of a UID of the file (holding another UID), or changed meanwhile, is left
+  as the client wrote it, and the import's object counted skipped with why; one of a UID
+  the import then writes under another name is refused as any PUT's would be (RFC 4791
+  §4.1), counted the same. Never a silent overwrite: running the import again stores what
+  was skipped beside (a name taken is not reused) or over what is then listed.
 - **Stored as the file has it**: a changed time does not reset the attendees' answers as
   an organizer's PUT does (RFC 6638 §3.2.8): the file says what they are, and a second run
   of it then finds every object as the file has it.
@@ -43,7 +50,10 @@ Implementation notes:
 - **The export streams**: the objects are read :data:`EXPORT_PAGE` at a time and written
   out as read (each VTIMEZONE once, before the first object naming it), so its memory is
   one page's whatever the calendar's size: 0.3 MiB at most allocated for 20,000 events
-  where holding them all took 36 MiB.
+  where holding them all took 36 MiB. A calendar deleted while it streams cannot be
+  answered with an error (the status went with the first page): the download is broken
+  off (:class:`.downloads.BrokenOff`, logged at INFO), never ended as if whole; ``pillarbox
+  export --ics`` then writes no file.
 """
 
 from __future__ import annotations
@@ -51,12 +61,19 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
 from starlette.responses import Response, StreamingResponse
 
 from pillarbox import calendarfile
 from pillarbox.blocking import run_blocking
-from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries, UserError
+from pillarbox.errors import (
+    AlreadyExists,
+    NotFound,
+    PreconditionFailed,
+    TooManyEntries,
+    UserError,
+)
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject, data_etag
@@ -69,7 +86,7 @@ from pillarbox.web.caldav import (
     object_name,
     save_object,
 )
-from pillarbox.web.downloads import foreign_content
+from pillarbox.web.downloads import BrokenOff, foreign_content
 from pillarbox.web.imported import Imported
 
 _log = Log("web.calendarimport")
@@ -91,10 +108,40 @@ async def import_ics(
     display_name: str = "",
 ) -> Imported:
     """Store the events and to-dos of an .ics file in the account's ``calendar`` (see the
-    notes); ``BodyTooLarge`` past ``[calendars] max_import_bytes``, ``UserError`` for a file
-    that is no iCalendar text, ``NotFound`` (a ``UserError`` too) for a calendar the account
-    does not have. With ``create``, a calendar the account lacks is made first, once the file
-    is found to be iCalendar text (:func:`_made`)."""
+    notes): :func:`planned`, then :func:`written`."""
+    plan = await planned(
+        services, account, calendar, data, create=create, display_name=display_name
+    )
+    return await written(services, account, plan)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What an import is to write, decided from one listing of the calendar: each object
+    with the one of its UID it replaces (None: new, under ``name``), and what the file
+    holds as stored already or could not give."""
+
+    calendar: str
+    writes: tuple[tuple[calendarfile.Piece, str, CalendarObject | None], ...]
+    unchanged: int
+    skipped: int
+    reasons: tuple[str, ...]
+
+
+async def planned(
+    services: Services,
+    account: Account,
+    calendar: str,
+    data: bytes,
+    *,
+    create: bool = False,
+    display_name: str = "",
+) -> Plan:
+    """The first step of :func:`import_ics`: the file cut and checked against the calendar
+    as it is listed now; ``BodyTooLarge`` past ``[calendars] max_import_bytes``,
+    ``UserError`` for a file that is no iCalendar text, ``NotFound`` (a ``UserError`` too)
+    for a calendar the account does not have. With ``create``, a calendar the account lacks
+    is made, once the file is found to be iCalendar text (:func:`_made`)."""
     limits = services.config.calendars
     if len(data) > limits.max_import_bytes:
         raise BodyTooLarge(limits.max_import_bytes)
@@ -139,36 +186,57 @@ async def import_ics(
         unchanged=unchanged,
     )
     names = {m.name for m in members}
-    stored, skipped, reasons = 0, cut.skipped, list(cut.reasons)
-    for index, piece in enumerate(cut.objects):
+    writes: list[tuple[calendarfile.Piece, str, CalendarObject | None]] = []
+    for piece in cut.objects:
+        before = previous.get(piece.info.uid)
+        name = before.name if before is not None else _free_name(piece.info.uid, names)
+        names.add(name)
+        writes.append((piece, name, before))
+    return Plan(calendar, tuple(writes), cut.unchanged, cut.skipped, cut.reasons)
+
+
+async def written(services: Services, account: Account, plan: Plan) -> Imported:
+    """The second step of :func:`import_ics`: each object of ``plan`` stored, as the plan
+    saw the calendar or not at all (the store's conditional write): an object a client
+    wrote meanwhile under the name, or over the object replaced, is left as it is and the
+    import's counted skipped, with why (a run of the same file again stores it beside)."""
+    calendar = plan.calendar
+    stored, conflicts, skipped, reasons = 0, 0, plan.skipped, list(plan.reasons)
+    for index, (piece, name, before) in enumerate(plan.writes):
         uid = piece.info.uid
-        before = previous.get(uid)
-        name = before.name if before is not None else _free_name(uid, names)
         try:
             await save_object(
-                services, account, calendar, name, piece.data, piece.info, before, as_given=True
-            )
+                services, account, calendar, name, piece.data, piece.info, before,
+                as_given=True, conditional=True,
+            )  # fmt: skip
         except UidTaken:  # a client's PUT of the same UID beside this import
             skipped += 1
             reasons.append(f"{piece.info.component} {uid[:80]}: written meanwhile by a client")
             continue
+        except PreconditionFailed:
+            conflicts += 1
+            reasons.append(
+                f"{piece.info.component} {uid[:80]}: {name[:80]} was written meanwhile by a "
+                "client; not overwritten"
+            )
+            continue
         except TooManyEntries as exc:
-            late = len(cut.objects) - index
+            late = len(plan.writes) - index
             skipped += late
             reasons.append(f"{late} event(s) not stored: {exc}")
             break
         except NotFound:
             raise NotFound(f"no calendar named {calendar!r}") from None
-        names.add(name)
         stored += 1
-    done = Imported(stored, cut.unchanged, skipped, tuple(reasons))
+    done = Imported(stored, plan.unchanged, skipped + conflicts, tuple(reasons))
     _log.info(
         "calendar imported",
         account=account.address,
         calendar=calendar,
         stored=stored,
-        unchanged=cut.unchanged,
+        unchanged=plan.unchanged,
         skipped=skipped,
+        conflicts=conflicts,
         reasons="; ".join(reasons[:5]),
     )
     return done
@@ -209,43 +277,69 @@ def _free_name(uid: str, names: set[str]) -> str:
 EXPORT_PAGE = 100
 
 
-async def export_ics(services: Services, account: Account, calendar: str) -> AsyncIterator[bytes]:
+async def export_ics(services: Services, account: Account, calendar: str) -> IcsExport:
     """Every object of the account's ``calendar`` as one .ics file (each VTIMEZONE once),
-    written as it is read: :data:`EXPORT_PAGE` objects at a time, so a calendar of any size
-    takes the memory of one page. ``NotFound`` (at once) for a calendar it does not have."""
+    written as it is read (:meth:`IcsExport.chunks`). ``NotFound`` (at once) for a calendar
+    it does not have."""
     found = {c.name: c for c in await calendars_of(services, account)}
     if calendar not in found:
         raise NotFound(f"no calendar named {calendar!r}")
-    return _exported(services, account, calendar, found[calendar].display_name or calendar)
+    return IcsExport(services, account, calendar, found[calendar].display_name or calendar)
 
 
-async def _exported(
-    services: Services, account: Account, calendar: str, name: str
-) -> AsyncIterator[bytes]:
-    """The file of :func:`export_ics`. Not one snapshot: each page is read on its own, so an
-    event changed during the export is in it as it was or as it is (once: pages follow the
-    names). A calendar deleted meanwhile breaks the download off (``NotFound``): no file
-    looks whole that is not."""
-    yield calendarfile.joined_head(name)
-    zones: set[str] = set()
-    after = ""
-    while True:
-        page = await services.store.calendar_objects(
-            account.id, calendar, after=after, limit=EXPORT_PAGE
-        )
-        if page:
-            # Each object is parsed for its components: off the loop, as the import's cut.
-            yield await run_blocking(calendarfile.joined_components, [o.data for o in page], zones)
-        if len(page) < EXPORT_PAGE:
-            break
-        after = page[-1].name
-    yield calendarfile.JOINED_END
+@dataclass(slots=True)
+class IcsExport:
+    """The file of :func:`export_ics` as it is written (the web's download, ``pillarbox
+    export --ics``), and how many objects it holds so far."""
+
+    services: Services
+    account: Account
+    calendar: str
+    title: str
+    objects: int = 0
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The file, :data:`EXPORT_PAGE` objects at a time, so a calendar of any size takes
+        the memory of one page. Not one snapshot: each page is read on its own, so an event
+        changed during the export is in it as it was or as it is (once: pages follow the
+        names). A calendar deleted meanwhile ends it with :class:`.downloads.BrokenOff`
+        after the pages read, logged: the file must not look whole (its END:VCALENDAR
+        never comes), and a download's status is sent already."""
+        store, account, calendar = self.services.store, self.account, self.calendar
+        yield calendarfile.joined_head(self.title)
+        zones: set[str] = set()
+        after = ""
+        while True:
+            try:
+                page = await store.calendar_objects(
+                    account.id, calendar, after=after, limit=EXPORT_PAGE
+                )
+            except NotFound:
+                _log.info(
+                    "calendar export broken off: the calendar was deleted",
+                    account=account.address,
+                    calendar=calendar,
+                    objects=self.objects,
+                )
+                raise BrokenOff(
+                    f"the calendar {calendar!r} was deleted during its export"
+                ) from None
+            if page:
+                # Each object is parsed for its components: off the loop, as the import's cut.
+                yield await run_blocking(
+                    calendarfile.joined_components, [o.data for o in page], zones
+                )
+                self.objects += len(page)
+            if len(page) < EXPORT_PAGE:
+                break
+            after = page[-1].name
+        yield calendarfile.JOINED_END
 
 
 async def export_download(services: Services, account: Account, calendar: str) -> Response:
     """:func:`export_ics` as a download ``<calendar>.ics`` (the page's Export link, the API's
     ``/export``), streamed."""
-    chunks = await export_ics(services, account, calendar)
+    chunks = (await export_ics(services, account, calendar)).chunks()
     response = foreign_content(StreamingResponse(chunks, media_type=ICS_TYPE), f"{calendar}.ics")
     response.headers["cache-control"] = "private, no-store"
     return response

@@ -277,12 +277,17 @@ async def _changed(services: Services, account: Account, good: list[Contact]) ->
     ]
 
 
-async def export_vcards(services: Services, account: Account) -> Response:
-    """Every contact of the account as one vCard 4.0 file (a download)."""
+async def exported_vcards(services: Services, account: Account) -> tuple[bytes, int]:
+    """Every contact of the account as one .vcf file (:func:`pillarbox.vcard.format_cards`:
+    the Contacts page's export, ``pillarbox export --vcard``), and how many."""
     contacts = await services.store.list_contacts(account.id)
-    response = foreign_content(
-        Response(vcard.format_cards(contacts).encode(), media_type=VCARD_TYPE), "contacts.vcf"
-    )
+    return vcard.format_cards(contacts).encode(), len(contacts)
+
+
+async def export_vcards(services: Services, account: Account) -> Response:
+    """:func:`exported_vcards` as a download."""
+    data, _ = await exported_vcards(services, account)
+    response = foreign_content(Response(data, media_type=VCARD_TYPE), "contacts.vcf")
     response.headers["cache-control"] = "private, no-store"
     return response
 

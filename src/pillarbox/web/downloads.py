@@ -15,12 +15,22 @@ from urllib.parse import quote
 
 from starlette.responses import Response
 
+from pillarbox.errors import PillarboxError
 from pillarbox.mail.decode import printable
 
 #: Nothing loads, and a browser that renders it anyway runs it sandboxed: an opaque origin,
 #: no script, no forms (CSP Level 3 §6.3.2: ``sandbox`` with no tokens); the pages' CSP would
 #: let ``'self'`` script run, and a message is not ours to vouch for.
 CONTENT_CSP = "default-src 'none'; sandbox"
+
+
+class BrokenOff(PillarboxError):
+    """A streamed download cannot be finished (what it is made of went away meanwhile).
+    Its status was sent with its first bytes, so no error response can follow: the web app
+    ends the request there (:class:`pillarbox.web.app.Guard`) and the connection is closed
+    without the body's last chunk — incomplete by RFC 9112 §8, which every HTTP client
+    reports, rather than keep a file that looks whole and is not. Not a ``UserError``: the
+    app's error pages are for responses not yet started."""
 
 
 def disposition(kind: str, filename: str) -> str:

@@ -13,7 +13,14 @@ from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 
 from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
-from pillarbox.store.types import Calendar, CalendarObject, Member, SyncChanges, data_etag
+from pillarbox.store.types import (
+    Calendar,
+    CalendarObject,
+    Member,
+    SyncChanges,
+    data_etag,
+    require_precondition,
+)
 
 Conn = AsyncConnection[TupleRow]
 _CALENDAR = "id, name, display_name, color, description, timezone, sync_token, created"
@@ -213,9 +220,19 @@ async def _next_token(conn: Conn, calendar_id: int) -> int:
 
 
 async def save_calendar_object(
-    conn: Conn, account_id: int, calendar: str, obj: CalendarObject, now: datetime, limit: int
-) -> CalendarObject:
+    conn: Conn, account_id: int, calendar: str, obj: CalendarObject, now: datetime, limit: int,
+    if_match: str | None = None, if_none_match: bool = False,
+) -> CalendarObject:  # fmt: skip
     found = await _calendar_named(conn, account_id, calendar, lock=True)
+    if if_match is not None or if_none_match:
+        # The calendar's row is locked: no other write of it comes between this read and
+        # the write.
+        cur = await conn.execute(
+            "SELECT etag FROM calendar_objects WHERE calendar_id = %s AND name = %s",
+            (found.id, obj.name),
+        )
+        row = await cur.fetchone()
+        require_precondition(obj.name, None if row is None else row[0], if_match, if_none_match)
     cur = await conn.execute(
         "SELECT 1 FROM calendar_objects WHERE calendar_id = %s AND uid = %s AND name != %s",
         (found.id, obj.uid, obj.name),

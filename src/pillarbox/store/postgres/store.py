@@ -2057,11 +2057,12 @@ class PostgresStore:
         )
 
     async def save_calendar_object(
-        self, account_id: int, calendar: str, obj: CalendarObject, *, now: datetime, limit: int
-    ) -> CalendarObject:
+        self, account_id: int, calendar: str, obj: CalendarObject, *, now: datetime, limit: int,
+        if_match: str | None = None, if_none_match: bool = False,
+    ) -> CalendarObject:  # fmt: skip
         return await self._write(
             lambda conn, _: calendardata.save_calendar_object(
-                conn, account_id, calendar, obj, now, limit
+                conn, account_id, calendar, obj, now, limit, if_match, if_none_match
             )
         )
 

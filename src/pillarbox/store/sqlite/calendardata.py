@@ -16,7 +16,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
-from pillarbox.store.types import Calendar, CalendarObject, Member, SyncChanges, data_etag
+from pillarbox.store.types import (
+    Calendar,
+    CalendarObject,
+    Member,
+    SyncChanges,
+    data_etag,
+    require_precondition,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -214,8 +221,16 @@ def save_calendar_object(
     obj: CalendarObject,
     now: datetime,
     limit: int,
+    if_match: str | None = None,
+    if_none_match: bool = False,
 ) -> CalendarObject:
     found = _calendar_named(conn, account_id, calendar)
+    if if_match is not None or if_none_match:
+        row = conn.execute(
+            "SELECT etag FROM calendar_objects WHERE calendar_id = ? AND name = ?",
+            (found.id, obj.name),
+        ).fetchone()
+        require_precondition(obj.name, None if row is None else row[0], if_match, if_none_match)
     clash = conn.execute(
         "SELECT 1 FROM calendar_objects WHERE calendar_id = ? AND uid = ? AND name != ?",
         (found.id, obj.uid, obj.name),
