@@ -201,3 +201,34 @@ def test_a_database_outside_the_data_dir_is_backed_up_and_put_back(tmp_path: Pat
         finally:
             client.logout()
     assert any(b'"Kept"' in line or b" Kept" in line for line in listed if isinstance(line, bytes))
+
+
+def test_a_site_whose_config_is_in_its_data_dir_restores_into_an_empty_directory(
+    tmp_path: Path,
+) -> None:
+    """`pillarbox demo` keeps its config in the data directory (``data_dir = "."``): the
+    restore's own config must not count as something in the way of an empty directory."""
+    site = tmp_path / "site"
+    site.mkdir()
+    config = loopback_config(Path("."), only=["smtp"])
+    (site / "pillarbox.toml").write_text(cfg.render_toml(config), "utf-8")
+    with LiveServer(cfg.load(site / "pillarbox.toml")) as live:
+        live.add_domain("example.org")
+        live.add_account(USER, TEST_PASSWORD)
+        live.deliver(USER, "one")
+    made = run_pillarbox(site, "backup", str(tmp_path / "b"))
+    assert made.returncode == 0, made.stderr
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    restored = run_pillarbox(fresh, "restore", str(tmp_path / "b"))
+    assert restored.returncode == 0, restored.stderr
+    assert "restored 1 messages" in restored.stdout
+    assert cfg.load(fresh / "pillarbox.toml").data_dir == fresh
+
+    forced = run_pillarbox(fresh, "restore", str(tmp_path / "b"), "--force")
+    assert forced.returncode == 0, forced.stderr
+    (aside,) = tmp_path.glob("fresh.before-restore-*")
+    assert f"moved aside: {aside}\n" in forced.stdout  # the config went with it, not apart
+    assert (aside / "pillarbox.toml").is_file() and (fresh / "pillarbox.toml").is_file()
+    assert "restored 1 messages" in forced.stdout
