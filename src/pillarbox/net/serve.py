@@ -32,6 +32,7 @@ from pillarbox.config import LISTENER_DOCS, Config, socket_mode
 from pillarbox.dns.authoritative import AuthoritativeServer
 from pillarbox.dns.hosted import HostedZones, record_policy
 from pillarbox.errors import ConfigError, SchemaTooNew, StorageError, StoreInUse
+from pillarbox.net.certfiles import CertificateFiles
 from pillarbox.net.control import ControlSocket
 from pillarbox.net.control import socket_path as control_socket_path
 from pillarbox.net.http import HttpListener, origin
@@ -240,6 +241,11 @@ class Server:
             context.spawn(reporting.run(context), "dmarc-reports")
         if config.tls_reports.enabled:
             context.spawn(tlsreporting.run(context), "tls-reports")
+        if config.tls.cert:
+            files = CertificateFiles(context.tls, *tls_paths(config))
+            context.spawn(
+                files.follow(config.tls.files_check_interval, context.shutdown), "tls-files"
+            )
         if self.acme is not None:
             self.acme.store = context.store
             if self.acme.tls_alpn is not None:
