@@ -123,8 +123,10 @@ LISTENER_DOCS = {
     "http": "Webmail, admin and JSON API.",
     "https": "Webmail, admin, JSON API, autoconfig and the MTA-STS policy over implicit TLS.",
     "lmtp": "LMTP (RFC 2033) for a front MTA (Postfix `lmtp:inet:`): final delivery to hosted "
-    "accounts, one reply per recipient; off unless named. Keep it on loopback: no AUTH.",
-    "metrics": "Prometheus metrics over plain HTTP (GET /metrics, docs/metrics.md): off unless this table is in the file; see [metrics].",
+    "accounts, one reply per recipient; off unless `enabled = true` (or a table of its own in a "
+    "file without one). Keep it on loopback: no AUTH.",
+    "metrics": "Prometheus metrics over plain HTTP (GET /metrics, docs/metrics.md): off unless "
+    "`enabled = true` (or a table of its own in a file without one); see [metrics].",
 }
 
 _DEFAULT_LISTENERS = Listeners()
