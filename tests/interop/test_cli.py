@@ -201,6 +201,14 @@ def test_status_json(initialised: Path) -> None:
     assert data["store"] == f"sqlite: ({Path(data['data_dir']) / 'pillarbox.sqlite3'})"
 
 
+def test_status_brackets_an_ipv6_listener_address(tmp_path: Path) -> None:
+    assert run_pillarbox(tmp_path, "init", "--hostname", "mail.example.org").returncode == 0
+    result = run_pillarbox(tmp_path, "status")
+    assert result.returncode == 0, result.stderr
+    assert "  smtp         [::]:25\n" in result.stdout  # init's standard ports, every address
+    assert "  lmtp         127.0.0.1:24 (disabled)\n" in result.stdout
+
+
 def test_invalid_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     (tmp_path / "pillarbox.toml").write_text("[listeners.imap]\nport = 'abc'\n")
     result = run_pillarbox(tmp_path, "status")

@@ -327,11 +327,17 @@ def status(state: CliState, as_json: bool) -> None:
         f"queued      {counts['queued']}",
         "listeners:",
         *(
-            f"  {name:<12} {v['address']}:{v['port']}" + ("" if v["enabled"] else " (disabled)")
+            f"  {name:<12} {_host_port(v['address'], v['port'])}"
+            + ("" if v["enabled"] else " (disabled)")
             for name, v in listeners.items()
         ),
     ]
     emit(data, as_json, lines)
+
+
+def _host_port(address: str, port: int) -> str:
+    """``host:port``, an IPv6 address bracketed (RFC 3986 §3.2.2): ``[::]:25``, not ``:::25``."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 @cli.command("config-doc")
