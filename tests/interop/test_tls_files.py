@@ -4,16 +4,17 @@ connections present the new certificate without a restart, once the key matches 
 from __future__ import annotations
 
 import shutil
-import socket
 import ssl
 import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from pillarbox import config as cfg
 from pillarbox.errors import ConfigError
 from pillarbox.testing.live import LiveServer, loopback_config
+from pillarbox.testing.pebble import presented_certificate
 from pillarbox.testing.polling import wait_for
 from pillarbox.testing.testca import make_ca
 
@@ -22,14 +23,8 @@ INTERVAL = 0.2
 
 def presented(port: int, ca_bundle: str) -> bytes:
     """The DER certificate a new implicit-TLS connection is shown, verified against the CA."""
-    context = ssl.create_default_context(cafile=ca_bundle)
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname="mail.example.org") as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return der
+    certificate = presented_certificate(port, Path(ca_bundle).read_bytes(), "mail.example.org")
+    return certificate.public_bytes(serialization.Encoding.DER)
 
 
 def der(path: Path) -> bytes:
