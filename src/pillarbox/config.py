@@ -822,6 +822,25 @@ class DnsSection:
     )
     authoritative_address: str = _f("127.0.0.1", "Address the authoritative DNS server binds.")
     authoritative_port: int = _f(53, "Port of the authoritative DNS server (UDP and TCP).")
+    dnssec: bool = _f(
+        False,
+        "Sign the hosted zones the authoritative server serves (DNSSEC, one ECDSA P-256 key per "
+        "zone, kept in the store); `pillarbox dns records` prints the DS for the registrar. "
+        "Turning it off while a DS is published makes the zone fail validation: remove the DS "
+        "first and wait out its TTL (docs/dane.md).",
+    )
+    dnssec_validity: int = _f(
+        1_209_600, "Seconds a signature is valid from its inception (14 days)."
+    )
+    dnssec_refresh: int = _f(
+        604_800, "Seconds after which a signature is made again (below dnssec_validity)."
+    )
+    dnssec_inception_offset: int = _f(
+        3_600, "Seconds a signature's inception lies in the past, for validators whose clock lags."
+    )
+    dnssec_signature_cache: int = _f(
+        10_000, "Signatures kept per zone between queries (a full cache starts over)."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1616,6 +1635,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("forwarding.srs_max_age_days", "must be below 1024 (SRS timestamps wrap)")
     if not 0 <= config.dns.authoritative_port <= 65535:
         raise ConfigError("dns.authoritative_port", "must be 0–65535")
+    _validate_dnssec(config.dns)
     _validate_lmtp(config.lmtp)
     _validate_imap_metadata(config.imap)
     _validate_policy(config.policy)
@@ -1767,6 +1787,26 @@ def _validate_acme(tls: TlsSection, hostname: str, dns: DnsSection, *, https_ena
         acme_names(tls.acme_names, hostname, wildcards=dns01)
     except InvalidName as exc:
         raise ConfigError(key, str(exc)) from None
+
+
+def _validate_dnssec(dns: DnsSection) -> None:
+    if dns.dnssec and not dns.authoritative_enabled:
+        # A DS published for a zone that another server serves unsigned is an outage.
+        raise ConfigError(
+            "dns.dnssec",
+            "signs what the authoritative server serves: enable dns.authoritative_enabled",
+        )
+    for key in ("dnssec_validity", "dnssec_refresh", "dnssec_signature_cache"):
+        if getattr(dns, key) <= 0:
+            raise ConfigError(f"dns.{key}", f"must be positive, got {getattr(dns, key)}")
+    if dns.dnssec_inception_offset < 0:
+        raise ConfigError("dns.dnssec_inception_offset", "must be 0 or more")
+    if dns.dnssec_refresh >= dns.dnssec_validity:
+        raise ConfigError(
+            "dns.dnssec_refresh",
+            f"must be below dns.dnssec_validity ({dns.dnssec_validity}): a signature is made "
+            "again before it expires",
+        )
 
 
 def _validate_failure_reports(section: DmarcFailureReportSection, fallback: str) -> None:

@@ -248,6 +248,15 @@ def test_pages_reflow_at_320_pixels(server: LiveServer, new_page: Any) -> None:
         page.goto(base(server) + path)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, path
+    # On /admin, last: the chart scrolls inside its frame at a width where its labels stay
+    # legible, and each range button wraps whole (one box, not split over two lines).
+    assert page.eval_on_selector("svg.chart", "e => e.getBoundingClientRect().width") >= 540
+    frame = page.eval_on_selector(".chart-frame", "e => [e.clientWidth, e.scrollWidth]")
+    assert frame[0] < frame[1] <= frame[0] + 300, frame
+    boxes = page.eval_on_selector_all(
+        ".view-toggle a", "es => es.map(e => e.getClientRects().length)"
+    )
+    assert boxes == [1, 1], boxes
 
 
 # -- keyboard journeys ---------------------------------------------------------------------------

@@ -8,7 +8,6 @@ runner is given no CA bundle at all."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,18 +16,14 @@ from pathlib import Path
 import pytest
 
 from pillarbox.dns.resolver import DnsResolver
-from pillarbox.net.smtp_client import SessionSettings, opportunistic_context
 from pillarbox.queue.dane import Tlsa, tlsa_for_certificate
-from pillarbox.queue.routing import Router
-from pillarbox.queue.runner import QueueRunner, RunnerLimits
-from pillarbox.queue.schedule import RetryPolicy
-from pillarbox.smtp.client import SmtpClientSettings
+from pillarbox.queue.runner import QueueRunner
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import NewQueueRecipient, QueuedRecipient, RecipientState
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.dnszone import ZoneRecord, serve_records, serve_test_zones
 from pillarbox.testing.live import free_port
-from pillarbox.testing.outbound import deliver_once, rcpts, tls_peer_context
+from pillarbox.testing.outbound import deliver_once, mx_runner, rcpts, tls_peer_context
 from pillarbox.testing.testca import make_ca
 
 KEY_A_MX = "127.0.0.21"  # presents the certificate with key A
@@ -166,20 +161,7 @@ def runner(
     dane: bool = True,
     tls_reports: bool = False,
 ) -> QueueRunner:
-    client = SmtpClientSettings(hostname="mx.a.test")
-    return QueueRunner(
-        store=store,
-        router=Router(store),
-        resolver=resolver,
-        policy=RetryPolicy(schedule=(60.0,), lifetime=3600.0),
-        hostname="mx.a.test",
-        wakeup=asyncio.Event(),
-        remote_port=peers.port,
-        session=SessionSettings(client=client, connect_timeout=2.0, tls=opportunistic_context()),
-        dane=dane,
-        tls_reports=tls_reports,
-        limits=RunnerLimits(per_domain=1),
-    )
+    return mx_runner(store, resolver, remote_port=peers.port, dane=dane, tls_reports=tls_reports)
 
 
 async def deliver(store: SqliteStore, queue: QueueRunner, recipient: str) -> QueuedRecipient | None:

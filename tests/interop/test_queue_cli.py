@@ -226,3 +226,48 @@ def tlsa_digest(cert: Path) -> str:
 def test_dns_records_of_an_unknown_domain(site: Path) -> None:
     result = run(site, "dns", "records", "nowhere.test")
     assert result.returncode == 1 and "no such domain: nowhere.test" in result.stderr
+
+
+def test_dns_records_prints_the_ds_and_check_compares_it(
+    site: Path, dnslib_port: tuple[int, list[DNSServer]]
+) -> None:
+    """With our DNS server signing the zone, ``dns records`` prints the key and the DS for the
+    registrar (the same on every run: the key is kept), and ``dns check`` compares the DS the
+    parent publishes with it."""
+    port, servers = dnslib_port
+    env = {
+        "PILLARBOX__DNS__AUTHORITATIVE_ENABLED": "true",
+        "PILLARBOX__DNS__DNSSEC": "true",
+        "PILLARBOX__DNS__NAMESERVER": f"127.0.0.1:{port}",
+    }
+    records = run(site, "dns", "records", "example.org", "--address", "192.0.2.10", **env)
+    assert records.returncode == 0, records.stderr
+    (ds,) = [line[1:].strip() for line in records.stdout.splitlines() if "\tDS\t" in line]
+    (key,) = [line for line in records.stdout.splitlines() if "\tDNSKEY\t257 3 13 " in line]
+    assert ds.startswith("example.org.\t3600\tIN\tDS\t") and ds.split()[5:7] == ["13", "2"]
+    again = run(site, "dns", "records", "example.org", **env).stdout
+    assert ds in again and key in again
+
+    def ds_finding(zone: str, **extra: str) -> dict[str, str]:
+        serve(zone, port, servers)
+        check = run(site, "dns", "check", "example.org", "--json", **(env | extra))
+        (found,) = [f for f in json.loads(check.stdout) if f["type"] == "DS"]
+        return dict(found)
+
+    zone = records.stdout
+    assert ds_finding(zone + ds + "\n")["status"] == "ok"
+    missing = ds_finding(zone)
+    assert missing["status"] == "missing" and missing["expected"] == [ds.split("\t")[-1]]
+    other = ds.rsplit(" ", 1)[0] + " " + "00" * 32
+    assert ds_finding(zone + other + "\n")["status"] == "wrong"
+    # Signing turned off under a published DS: the outage dns check must shout about.
+    unsigned = ds_finding(zone + ds + "\n", PILLARBOX__DNS__DNSSEC="false")
+    assert unsigned["status"] == "wrong" and "not signed" in unsigned["detail"]
+    assert "; DNSSEC: the zone is not signed" in run(site, "dns", "records", "example.org").stdout
+    # A zone served elsewhere is signed (or not) there: its DS is none of our business.
+    elsewhere = env | {
+        "PILLARBOX__DNS__AUTHORITATIVE_ENABLED": "false",
+        "PILLARBOX__DNS__DNSSEC": "false",
+    }
+    check = run(site, "dns", "check", "example.org", "--json", **elsewhere)
+    assert [f for f in json.loads(check.stdout) if f["type"] == "DS"] == []

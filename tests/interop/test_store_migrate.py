@@ -34,6 +34,7 @@ from pillarbox.store.types import (
     DeliveryTarget,
     DkimKeyRecord,
     DmarcObservation,
+    DnssecKey,
     Filing,
     FlagOp,
     GreylistRules,
@@ -170,6 +171,7 @@ async def _populate(store: Store) -> None:
     await store.claim_totp_step(account.id, 55_000_000)
     acme = AcmeAccount("https://ca.example/dir", b"account key", "https://ca.example/acct/1")
     await store.add_acme_account(acme)
+    await store.add_dnssec_key(DnssecKey(DOMAIN, b"zone key", when))
     assert await store.check_greylist(GREY, when, GREY_RULES) is GreyOutcome.NEW
     retried = await store.check_greylist(GREY, when + timedelta(minutes=10), GREY_RULES)
     assert retried is GreyOutcome.RETRIED
@@ -325,6 +327,7 @@ async def _snapshot(store: Store) -> dict[str, Any]:
         "reports": await store.received_reports(WHEN - timedelta(days=30)),
         "greylist": await store.check_greylist(GREY, WHEN + timedelta(days=1), GREY_RULES),
         "acme_account": await store.acme_account("https://ca.example/dir"),
+        "dnssec_key": await store.dnssec_key(DOMAIN),
         "dkim": await store.list_dkim_keys(DOMAIN, include_retired=True),
         "spam": [await store.spam_model(m, ["cheap", "x"]) for m in (account.id, None)],
         "trained": await store.spam_training_mark(account.id, "c0ffee"),
@@ -375,6 +378,7 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
     assert [r.report_id for r in before["reports"]] == ["r1"]
     assert before["greylist"] is GreyOutcome.KNOWN  # passed, and still passed on the copy
     assert before["acme_account"] is not None  # the cluster goes on with the SQLite node's
+    assert before["dnssec_key"] is not None  # the DS at the registrar still names it
     assert [(s.name, s.active) for s in before["sieve"]] == [("old", False), ("rules", True)]
     assert before["vacation_again"] is False  # replied within the day: not again
     assert before["duplicates"] == {"seen"}

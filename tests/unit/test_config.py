@@ -198,12 +198,24 @@ def test_failure_reports_default_to_the_aggregate_sender(tmp_path: Path) -> None
         ("[tls_reports]\npost_retry = 0\n", "tls_reports.post_retry"),
         ("[tls_reports]\npost_retry_for = -5\n", "tls_reports.post_retry_for"),
         ("[dns]\ntrust_ad = 'sometimes'\n", "dns.trust_ad"),
+        # Signing needs our server to serve the zone: a DS for an unsigned zone is an outage.
+        ("[dns]\ndnssec = true\n", "dns.dnssec"),
+        ("[dns]\ndnssec_validity = 0\n", "dns.dnssec_validity"),
+        ("[dns]\ndnssec_refresh = 1209600\n", "dns.dnssec_refresh"),
+        ("[dns]\ndnssec_inception_offset = -1\n", "dns.dnssec_inception_offset"),
+        ("[dns]\ndnssec_signature_cache = 0\n", "dns.dnssec_signature_cache"),
     ],
 )
 def test_tls_report_and_dnssec_settings_are_checked(tmp_path: Path, text: str, key: str) -> None:
     with pytest.raises(ConfigError) as refused:
         cfg.load(write(tmp_path, text), environ={})
     assert refused.value.key == key
+
+
+def test_dnssec_signs_what_the_authoritative_server_serves(tmp_path: Path) -> None:
+    text = "[dns]\nauthoritative_enabled = true\ndnssec = true\n"
+    config = cfg.load(write(tmp_path, text), environ={})
+    assert config.dns.dnssec and config.dns.dnssec_refresh < config.dns.dnssec_validity
 
 
 def test_tls_reports_default_to_the_dmarc_sender(tmp_path: Path) -> None:

@@ -12,12 +12,14 @@ from pillarbox.dns.authoritative import StaticZones, serve_zones
 from pillarbox.dns.check import (
     Finding,
     FindingStatus,
+    check_ds,
     check_records,
     check_tlsa,
     format_findings,
 )
 from pillarbox.dns.records import DnsRecord, DomainRecords, required_records, tlsa_record
 from pillarbox.dns.resolver import DnsResolver, DnsTemporaryError, MxResult, MxStatus
+from pillarbox.dns.signing import ZoneKey, new_key_pem
 from pillarbox.testing.testca import make_ca
 
 DKIM = "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
@@ -194,3 +196,36 @@ async def test_tlsa_of_a_key_about_to_change(keys: tuple[bytes, bytes]) -> None:
     assert soon.detail == f"matches now, but will not for long: {why}"
     stale = await check_tlsa_published([tlsa_record("mail.example.test", other)], served, why)
     assert stale is not None and stale.detail.startswith("MISMATCH")
+
+
+async def check_ds_published(
+    published: list[DnsRecord], expected: DnsRecord | None
+) -> Finding | None:
+    """``check_ds`` against a parent zone (``test``) publishing ``published``."""
+    zones = StaticZones.from_records(published, origins=["test"])
+    async with serve_zones(zones) as server:
+        resolver = DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=2)
+        return await check_ds(resolver, "example.test", expected)
+
+
+async def test_ds_at_the_parent_against_the_zone_key() -> None:
+    ours = ZoneKey("example.test", new_key_pem()).ds_record(3600)
+    other = ZoneKey("example.test", new_key_pem()).ds_record(3600)
+    assert await check_ds_published([], None) is None  # unsigned, no DS: nothing to say
+    ok = await check_ds_published([other, ours], ours)  # a rollover's second DS is fine
+    assert ok is not None and ok.status is FindingStatus.OK and len(ok.found) == 2
+    # The digest split in two, in capitals, as some registrars show it, is the same DS.
+    tag, algorithm, digest_type, digest = ours.value.split()
+    halves = f"{digest[:32].upper()} {digest[32:]}"
+    split = DnsRecord(ours.name, "DS", f"{tag} {algorithm} {digest_type} {halves}")
+    same = await check_ds_published([split], ours)
+    assert same is not None and same.status is FindingStatus.OK
+    missing = await check_ds_published([], ours)
+    assert missing is not None and missing.status is FindingStatus.MISSING
+    wrong = await check_ds_published([other], ours)
+    assert wrong is not None and wrong.status is FindingStatus.WRONG
+    assert "fail every name" in wrong.detail
+    # A DS for a zone we do not sign breaks it just as surely.
+    unsigned = await check_ds_published([ours], None)
+    assert unsigned is not None and unsigned.status is FindingStatus.WRONG
+    assert "not signed" in unsigned.detail

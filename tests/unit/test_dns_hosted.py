@@ -1,21 +1,31 @@
 """The hosted zones as the authoritative server serves them (``pillarbox.dns.hosted``): the
 ACME DNS-01 records among them, as the writing node and as another node over the same store
-see them."""
+see them; their signing key, one per domain across nodes; the mail host's TLSA record."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dns.dnssec
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 import pytest
 
 from pillarbox import provisioning
 from pillarbox.dns.authoritative import respond
-from pillarbox.dns.hosted import CHALLENGE_CACHE_SECONDS, CHALLENGE_TTL, HostedZones
+from pillarbox.dns.hosted import (
+    CHALLENGE_CACHE_SECONDS,
+    CHALLENGE_TTL,
+    ZONE_CACHE_SECONDS,
+    HostedZones,
+)
+from pillarbox.dns.records import DnsRecord
+from pillarbox.dns.signing import SigningPolicy, ZoneKey
 from pillarbox.store.sqlite.store import SqliteStore
 from pillarbox.store.types import AcmeChallengeRecord
 
@@ -123,3 +133,68 @@ async def test_the_zones_name_this_host_as_their_name_server(store: SqliteStore)
     assert [rd.address for rrset in dns.message.from_wire(wire).answer for rd in rrset] == [
         "192.0.2.7"
     ]
+
+
+async def ask(zones: HostedZones, name: str, rtype: str) -> dns.message.Message:
+    query = dns.message.make_query(name, rtype, want_dnssec=True)
+    wire = await respond(zones, query.to_wire(), udp=True)
+    assert wire is not None
+    return dns.message.from_wire(wire)
+
+
+async def test_nodes_over_one_store_sign_with_the_stored_key(tmp_path: Path) -> None:
+    """Two nodes starting at once on a store where no key exists yet make one each; the store
+    keeps one, and both serve it and sign with it. Each hosted domain has its own."""
+    path = tmp_path / "shared.sqlite3"
+    first, second = SqliteStore(path), SqliteStore(path)
+    await first.open()
+    await second.open()
+    try:
+        await provisioning.add_domain(first, DOMAIN)
+        await provisioning.add_domain(first, f"other.{DOMAIN}.example")
+        nodes = [
+            HostedZones(store, mail_host=f"mail.{DOMAIN}", signing=SigningPolicy())
+            for store in (first, second)
+        ]
+        replies = await asyncio.gather(*(ask(node, DOMAIN, "DNSKEY") for node in nodes))
+        served = [
+            next(r for r in reply.answer if r.rdtype == dns.rdatatype.DNSKEY) for reply in replies
+        ]
+        assert served[0] == served[1]
+        stored = await first.dnssec_key(DOMAIN)
+        assert stored is not None
+        assert served[0][0] == ZoneKey(DOMAIN, stored.key_pem).dnskey
+        for node in nodes:  # the MX RRset's signature verifies with that key, on either node
+            reply = await ask(node, DOMAIN, "MX")
+            mx, rrsig = reply.answer
+            dns.dnssec.validate(mx, rrsig, {dns.name.from_text(DOMAIN): served[0]})
+        other = await ask(nodes[1], f"other.{DOMAIN}.example", "DNSKEY")
+        assert other.answer[0] != served[0]
+    finally:
+        await second.close()
+        await first.close()
+
+
+async def test_unsigned_unless_asked(store: SqliteStore) -> None:
+    zones = HostedZones(store, mail_host=f"mail.{DOMAIN}")
+    reply = await ask(zones, DOMAIN, "MX")
+    assert [r.rdtype for r in reply.answer] == [dns.rdatatype.MX]
+    assert await store.dnssec_key(DOMAIN) is None  # no key is made for an unsigned zone
+
+
+async def test_the_mail_hosts_tlsa_is_served_in_its_zone(store: SqliteStore) -> None:
+    tlsa = DnsRecord(f"_25._tcp.mail.{DOMAIN}", "TLSA", "3 1 1 " + "cd" * 32)
+    offered: list[DnsRecord | None] = [tlsa]
+    clock = Clock()
+    zones = HostedZones(store, mail_host=f"mail.{DOMAIN}", tlsa=lambda: offered[0], clock=clock)
+    reply = await ask(zones, tlsa.name, "TLSA")
+    assert [rd.to_text() for rrset in reply.answer for rd in rrset] == [tlsa.value]
+    # Not in a zone the name is outside of (sub.example.org is a zone of its own).
+    elsewhere = DnsRecord(f"_25._tcp.mail.sub.{DOMAIN}", "TLSA", tlsa.value)
+    sub = HostedZones(store, mail_host=f"mail.sub.{DOMAIN}", tlsa=lambda: elsewhere)
+    assert (await ask(sub, elsewhere.name, "TLSA")).answer != []
+    assert (await ask(sub, tlsa.name, "TLSA")).answer == []
+    # When the key stops lasting (None), the record goes with the next build of the zone.
+    offered[0] = None
+    clock.now += ZONE_CACHE_SECONDS
+    assert (await ask(zones, tlsa.name, "TLSA")).answer == []

@@ -9,6 +9,11 @@ It also checks the addresses the records ask other providers to mail their repor
 Both also handle the MX host's DANE TLSA record (docs/dane.md): ``records`` offers it only for
 a certificate whose key stays (a configured one, or ACME with ``tls.acme_reuse_key``), saying
 why otherwise; ``check`` compares a published one with the certificate served.
+
+With ``[dns] dnssec``, ``records`` also prints the zone's DNSKEY and the DS the registrar
+publishes (making the zone's key if the server has not yet); when our authoritative server
+serves the zone, ``check`` compares the DS at the parent with that key (or, unsigned, warns of
+any DS there).
 """
 
 from __future__ import annotations
@@ -19,24 +24,24 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from pillarbox import provisioning
 from pillarbox.config import Config
 from pillarbox.dns.check import (
     Finding,
     FindingStatus,
+    check_ds,
     check_records,
     check_tlsa,
     format_findings,
 )
-from pillarbox.dns.hosted import hosted_records, record_policy
-from pillarbox.dns.records import DomainRecords, tlsa_record
+from pillarbox.dns.hosted import hosted_records, record_policy, zone_key
+from pillarbox.dns.records import DnsRecord, DomainRecords, tlsa_record
 from pillarbox.dns.resolver import DnsResolver
+from pillarbox.dns.signing import ZoneKey
 from pillarbox.errors import NotFound
 from pillarbox.mail.address import parse_address
-from pillarbox.net.acmefiles import certificate_in_use
+from pillarbox.net.acmefiles import served_certificate
 from pillarbox.queue.routing import Router
 from pillarbox.store.interface import Store
 
@@ -88,33 +93,10 @@ async def _report_mailboxes(store: Store, config: Config, name: str) -> list[Fin
     return findings
 
 
-def _served_certificate(config: Config) -> tuple[bytes | None, str]:
-    """The certificate the listeners present (DER; None when none is readable), and why a TLSA
-    record of its key would not last ("" when it would: a configured certificate changes only
-    when the admin changes it, an ACME one with ``acme_reuse_key`` keeps its key)."""
-    path, source = certificate_in_use(config)
-    try:
-        certificate = x509.load_pem_x509_certificate(path.read_bytes())
-    except (OSError, ValueError):
-        der = None
-    else:
-        der = certificate.public_bytes(serialization.Encoding.DER)
-    if config.tls.acme and not config.tls.acme_reuse_key:
-        return der, "each ACME renewal makes a new key (tls.acme_reuse_key is off)"
-    if config.tls.acme and source != "acme":
-        return der, "no ACME certificate obtained yet"
-    if source == "self-signed":
-        return der, (
-            "the self-signed certificate is made anew when the host's names or addresses "
-            "change (configure tls.cert/tls.key, or ACME with tls.acme_reuse_key)"
-        )
-    return der, "" if der is not None else f"no certificate readable at {path}"
-
-
 def _tlsa_lines(config: Config) -> list[str]:
     """The zone-file lines of the MX host's TLSA record, or a comment saying why there is none."""
     host = config.server.hostname
-    der, unstable = _served_certificate(config)
+    der, unstable = served_certificate(config)
     if der is None or unstable:
         return [f"; DANE: no TLSA record offered for {host}: {unstable}"]
     record = tlsa_record(host, der)
@@ -122,6 +104,27 @@ def _tlsa_lines(config: Config) -> list[str]:
         f"; {record.purpose}, in the zone of {host}: honoured only where that zone is "
         "DNSSEC-signed; publish the next key's record beside it before the key changes",
         record.zone_line(),
+    ]
+
+
+async def _zone_key(store: Store, config: Config, domain: str) -> ZoneKey | None:
+    """The key the domain's zone is signed with (made now if the zone has none yet, the one
+    the server then signs with); None when ``[dns] dnssec`` is off."""
+    if not config.dns.dnssec:
+        return None
+    return await zone_key(store, provisioning.normalise_domain(domain), datetime.now(UTC))
+
+
+def _dnssec_lines(key: ZoneKey | None, ttl: int) -> list[str]:
+    """Comment lines with the zone's DNSKEY and the DS to give the registrar."""
+    if key is None:
+        return ["; DNSSEC: the zone is not signed (dns.dnssec is off; see docs/dane.md)"]
+    return [
+        f"; DNSSEC: our DNS server signs the zone with this key (tag {key.key_tag}):",
+        f";   {key.dnskey_record(ttl).zone_line()}",
+        "; give the registrar this DS record for the parent zone (or the DNSKEY if it asks for "
+        "a key):",
+        f";   {key.ds_record(ttl).zone_line()}",
     ]
 
 
@@ -143,13 +146,19 @@ def dns() -> None:
 @_ADDRESS_OPTION
 @click.pass_obj
 def dns_records(state: CliState, domain: str, addresses: tuple[str, ...]) -> None:
-    """Print the records DOMAIN needs, as a zone-file fragment."""
+    """Print the records DOMAIN needs, as a zone-file fragment (with the DS for the registrar
+    when dns.dnssec signs the zone)."""
     from pillarbox.cli.main import run_store
 
     config = state.load()
-    records = run_store(config, lambda s: _records(s, config, domain, addresses))
+
+    async def from_store(store: Store) -> tuple[DomainRecords, ZoneKey | None]:
+        records = await _records(store, config, domain, addresses)
+        return records, await _zone_key(store, config, domain)
+
+    records, key = run_store(config, from_store)
     click.echo(records.zone(), nl=False)
-    for line in _tlsa_lines(config):
+    for line in _tlsa_lines(config) + _dnssec_lines(key, records.records[0].ttl):
         click.echo(line)
     click.echo(f"; MTA-STS policy, to serve at {records.mta_sts_url}:")
     for line in records.mta_sts_policy.splitlines():
@@ -167,19 +176,24 @@ def dns_check(state: CliState, domain: str, addresses: tuple[str, ...], as_json:
 
     config = state.load()
 
-    async def from_store(store: Store) -> tuple[DomainRecords, list[Finding]]:
+    async def from_store(store: Store) -> tuple[DomainRecords, list[Finding], DnsRecord | None]:
         records = await _records(store, config, domain, addresses)
-        return records, await _report_mailboxes(store, config, domain)
+        key = await _zone_key(store, config, domain)
+        ds = None if key is None else key.ds_record(records.records[0].ttl)
+        return records, await _report_mailboxes(store, config, domain), ds
 
-    records, mailboxes = run_store(config, from_store)
+    records, mailboxes, ds = run_store(config, from_store)
     resolver = DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
-    der, unstable = _served_certificate(config)
+    der, unstable = served_certificate(config)
 
     async def look_up() -> list[Finding]:
         findings = await check_records(resolver, records.records)
         if der is not None:
             tlsa = await check_tlsa(resolver, config.server.hostname, der, unstable)
             findings += [tlsa] if tlsa is not None else []
+        if config.dns.authoritative_enabled:  # a zone served elsewhere is signed (or not) there
+            delegation = await check_ds(resolver, records.domain, ds)
+            findings += [delegation] if delegation is not None else []
         return findings
 
     findings = asyncio.run(look_up()) + mailboxes

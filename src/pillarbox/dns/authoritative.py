@@ -8,11 +8,23 @@ Implementation notes:
 * Answers come from a :class:`ZoneSource`; :class:`StaticZones` serves fixed zones (tests, or
   zones built from :func:`pillarbox.dns.records.required_records`). A name outside every served
   zone is REFUSED, without AA: we are not a resolver.
-* Lookup is RFC 1034 §4.3.2 without delegations, wildcards, DNSSEC or zone transfers (AXFR and
-  IXFR are REFUSED). Every answer from a zone has AA set (RFC 1035 §4.1.1). A zone built with
-  ``authentic`` also sets AD when the query has AD or DO (RFC 4035 §3.1.6: a server's local
-  policy may hold its own authoritative data authentic; RFC 6840 §5.7, §5.8): no signatures
-  are served, so this only serves a client that trusts this server, as the DANE tests do.
+* Lookup is RFC 1034 §4.3.2 without delegations, wildcards or zone transfers (AXFR and IXFR
+  are REFUSED). Every answer from a zone has AA set (RFC 1035 §4.1.1).
+* A zone with a :class:`~pillarbox.dns.signing.ZoneSigner` is signed (DNSSEC): its apex serves
+  the DNSKEY RRset (RFC 4035 §2.1), and an answer to a query with DO (RFC 3225 §3, echoed in
+  the reply's OPT) carries each RRset of every section followed by its RRSIG (RFC 4035
+  §3.1.1). Denial is compact (RFC 9824 §3, :mod:`pillarbox.dns.signing`): a negative answer
+  adds one NSEC at the last name looked up after the SOA, and a name that does not exist is
+  answered NOERROR; without DO it stays NXDOMAIN and nothing is signed. Every name of a
+  signed zone owns that NSEC, so an NSEC query gets it as its answer; a query for the NXNAME
+  meta-type gets FORMERR (RFC 9824 §3.5). RRSIG queries are answered as any type the name
+  lacks (no RRset of signatures is assembled). AD is never set on a signed zone's answers
+  (RFC 4035 §3.1.6): a validator judges the signatures itself.
+* A zone built with ``authentic`` (unsigned) sets AD when the query has AD or DO (RFC 4035
+  §3.1.6: a server's local policy may hold its own authoritative data authentic; RFC 6840
+  §5.7, §5.8): with no signatures served, this only serves a client that trusts this server
+  as its validating resolver, as the DANE delivery tests' resolver does. A signed zone
+  ignores it.
 * Negative answers (RFC 2308 §2): NXDOMAIN when the name owns nothing and has nothing below it;
   NODATA (NOERROR, empty answer) when it exists, also as an empty non-terminal (RFC 8020). Both
   carry the zone's SOA in the authority section with TTL min(SOA TTL, MINIMUM) (RFC 2308 §3).
@@ -23,8 +35,10 @@ Implementation notes:
   echoed as the client wrote them.
 * UDP answers fit 512 octets, or the EDNS0 payload the query offers capped by ours (RFC 6891
   §6.2.5); a larger answer goes out with TC set and no records (RFC 2181 §9) and the client asks
-  again over TCP. TCP messages carry a two-octet length (RFC 1035 §4.2.2); one connection may
-  carry many queries, answered in order (RFC 7766 §6.2.1.1), until it idles out.
+  again over TCP. Signatures count: a signed answer that does not fit is truncated whole
+  (RFC 4035 §3.1.1 lets no RRset go without its RRSIG). TCP messages carry a two-octet length
+  (RFC 1035 §4.2.2); one connection may carry many queries, answered in order (RFC 7766
+  §6.2.1.1), until it idles out.
 * Malformed queries get FORMERR when the header is readable and are dropped otherwise; a packet
   with QR set is never answered (no reflection loops); opcodes other than QUERY get NOTIMP; an
   EDNS version other than 0 gets BADVERS (RFC 6891 §6.1.3). A source that fails gives SERVFAIL.
@@ -44,9 +58,11 @@ from dnslib import (
     EDNS0,
     QTYPE,
     RCODE,
+    RD,
     RR,
     SOA,
     TXT,
+    DNSBuffer,
     DNSError,
     DNSHeader,
     DNSLabel,
@@ -54,6 +70,7 @@ from dnslib import (
 )
 
 from pillarbox.dns.records import DnsRecord, character_strings, normalise_name
+from pillarbox.dns.signing import NXNAME, ZoneSigner, nsec_rdata
 from pillarbox.errors import InvalidName, UserError
 from pillarbox.observability.log import Log
 
@@ -118,10 +135,13 @@ class StaticZone:
         nameservers: Sequence[str] = (),
         soa: SoaSettings = DEFAULT_SOA,
         authentic: bool = False,
+        signer: ZoneSigner | None = None,
     ) -> None:
         self.origin = normalise_name(origin)
-        #: Answers carry AD for clients asking for it (module notes).
-        self.authentic = authentic
+        #: Answers carry AD for clients asking for it (module notes); never a signed zone's.
+        self.authentic = authentic and signer is None
+        #: Signs the answers to queries with DO (module notes); None: an unsigned zone.
+        self.signer = signer
         self._nodes: dict[str, dict[int, list[Any]]] = {}
         self._names: set[str] = {self.origin}  # owner names and their ancestors in the zone
         for record in records:
@@ -145,7 +165,13 @@ class StaticZone:
             ),
         )
         apex[QTYPE.SOA] = [self.soa]
-        #: TTL of the SOA in negative answers (RFC 2308 §3).
+        if signer is not None:  # RFC 4035 §2.1: the zone's DNSKEY RRset at its apex
+            dnskey = RD(signer.key.dnskey_wire)
+            apex[QTYPE.DNSKEY] = [
+                RR(DNSLabel(self.origin + "."), QTYPE.DNSKEY, ttl=soa.ttl, rdata=dnskey)
+            ]
+        #: TTL of the SOA in negative answers (RFC 2308 §3), and of the NSEC denying a name
+        #: (RFC 9077 §3.2: the same minimum).
         self.negative_ttl = min(soa.ttl, soa.minimum)
 
     def _add(self, record: DnsRecord) -> None:
@@ -265,12 +291,18 @@ def answer_from_zone(zone: StaticZone, request: Any) -> Any:
     question = request.q
     reply = _reply_header(request, rcode=RCODE.NOERROR, aa=True)
     name, qtype = _key(question.qname), question.qtype
+    secure = zone.signer is not None and _dnssec_ok(request)
+    if zone.signer is not None and qtype == QTYPE.NSEC:
+        # Every name of a signed zone owns an NSEC (module notes): the one a denial would carry.
+        reply.add_answer(_denial(zone, question.qname, name))
+        return _signed(zone, reply) if secure else reply
     negative = False
     for link in range(MAX_CNAME_CHAIN):
         node = zone.node(name)
         if node is None:
             negative = True
-            if not zone.exists(name):
+            if not zone.exists(name) and not secure:
+                # RFC 9824 §3: a signed answer says NOERROR, its NSEC claiming the name exists.
                 reply.header.rcode = RCODE.NXDOMAIN
             break
         if qtype == QTYPE.ANY:
@@ -290,11 +322,57 @@ def answer_from_zone(zone: StaticZone, request: Any) -> Any:
     if negative:  # RFC 2308 §2.1, §2.2: also after a CNAME chain that ends in nothing
         soa = zone.soa
         reply.add_auth(RR(soa.rname, QTYPE.SOA, ttl=zone.negative_ttl, rdata=soa.rdata))
+        if secure:  # RFC 4035 §3.1.3.1, §3.1.3.2 with RFC 9824 §3: one NSEC at the name
+            reply.add_auth(_denial(zone, DNSLabel(name + "."), name))
     for rr in _additional(zone, reply.rr):
         reply.add_ar(rr)
+    if secure:
+        return _signed(zone, reply)
     if zone.authentic and (request.header.ad or _dnssec_ok(request)):
         reply.header.ad = 1  # RFC 4035 §3.1.6, RFC 6840 §5.8
     return reply
+
+
+def _denial(zone: StaticZone, owner: Any, name: str) -> Any:
+    """The compact-denial NSEC at ``name`` (written as ``owner``) of a signed zone: the types
+    the name has, none for an empty non-terminal, NXNAME if it does not exist (RFC 9824 §3)."""
+    node = zone.node(name)
+    types = list(node) if node is not None else [] if zone.exists(name) else None
+    return RR(owner, QTYPE.NSEC, ttl=zone.negative_ttl, rdata=RD(nsec_rdata(name, types)))
+
+
+def _signed(zone: StaticZone, reply: Any) -> Any:
+    """``reply`` with each RRset of every section followed by its RRSIG (RFC 4035 §3.1.1)."""
+    signer = zone.signer
+    assert signer is not None  # only signed zones' answers come here
+    for section in (reply.rr, reply.auth, reply.ar):
+        signed: list[Any] = []
+        for rrset in _rrsets(section):
+            # RFC 2181 §5.2: one TTL per RRset, and the signature covers it (RFC 4034 §3).
+            ttl = min(rr.ttl for rr in rrset)
+            first = rrset[0]
+            rdatas = [_rdata_wire(rr) for rr in rrset]
+            rrsig = signer.rrsig(_key(first.rname), first.rtype, ttl, rdatas)
+            signed += [RR(rr.rname, rr.rtype, rr.rclass, ttl, rr.rdata) for rr in rrset]
+            signed.append(RR(first.rname, QTYPE.RRSIG, ttl=ttl, rdata=RD(rrsig)))
+        section[:] = signed
+    # RFC 4035 §3.1.6: AD stays clear; a validator makes up its own mind from the signatures.
+    return reply
+
+
+def _rrsets(records: list[Any]) -> list[list[Any]]:
+    """Records grouped into RRsets (owner, type), in order of first appearance."""
+    groups: dict[tuple[str, int], list[Any]] = {}
+    for rr in records:
+        groups.setdefault((_key(rr.rname), rr.rtype), []).append(rr)
+    return list(groups.values())
+
+
+def _rdata_wire(rr: Any) -> bytes:
+    """An rdata alone in wire form, its names compressed (if at all) only against itself."""
+    buffer = DNSBuffer()
+    rr.rdata.pack(buffer)
+    return bytes(buffer.data)
 
 
 def _dnssec_ok(request: Any) -> bool:
@@ -351,8 +429,10 @@ async def respond(
         reply.add_ar(EDNS0(udp_len=udp_payload, ext_rcode=BADVERS_EXTENDED))
         return bytes(reply.pack())  # dnslib packs into a bytearray
     reply = await _answer(source, request)
+    # RFC 3225 §3: the DO bit of the query is copied into the response.
+    flags = "do" if _dnssec_ok(request) else ""
     if edns is not None:
-        reply.add_ar(EDNS0(udp_len=udp_payload))
+        reply.add_ar(EDNS0(udp_len=udp_payload, flags=flags))
     packed = bytes(reply.pack())
     if len(packed) <= limit:
         return packed
@@ -363,7 +443,7 @@ async def respond(
     truncated = _reply_header(request, rcode=reply.header.rcode, aa=bool(reply.header.aa))
     truncated.header.tc = 1
     if edns is not None:
-        truncated.add_ar(EDNS0(udp_len=udp_payload))
+        truncated.add_ar(EDNS0(udp_len=udp_payload, flags=flags))
     return bytes(truncated.pack())
 
 
@@ -371,6 +451,8 @@ async def _answer(source: ZoneSource, request: Any) -> Any:
     question = request.q
     if question.qclass != CLASS.IN or question.qtype in (QTYPE.AXFR, QTYPE.IXFR):
         return _reply_header(request, rcode=RCODE.REFUSED, aa=False)
+    if question.qtype == NXNAME:  # RFC 9824 §3.5: a meta-type, never asked for
+        return _reply_header(request, rcode=RCODE.FORMERR, aa=False)
     try:
         zone = await source.zone_for(_key(question.qname))
     except InvalidName:

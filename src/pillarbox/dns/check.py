@@ -20,6 +20,11 @@ Comparison rules:
   rollover the next key's record stands beside the current one). None matching is WRONG, and
   said loudly: every DANE sender then defers mail to us (RFC 7672 §2.2). A matching record for
   a key the next ACME renewal replaces is WRONG too, before it breaks.
+* The DS at the parent (:func:`check_ds`), for a zone our authoritative server serves, against
+  the zone's key when ``[dns] dnssec`` signs it: none is MISSING (resolvers take the zone as
+  unsigned, harmless but no DANE), one naming another key is WRONG (validating resolvers then
+  fail every name of the domain, RFC 4035 §5.2); a DS published for a zone we serve unsigned
+  is WRONG just as loudly.
 """
 
 from __future__ import annotations
@@ -127,6 +132,44 @@ async def check_tlsa(
     return Finding(
         expected.name, "TLSA", expected.purpose, status, (expected.value,), found, detail
     )
+
+
+async def check_ds(resolver: Resolver, domain: str, expected: DnsRecord | None) -> Finding | None:
+    """The finding for ``domain``'s DS RRset at the parent against ``expected``, the DS of
+    the key we sign with (None: the zone is not signed). None when neither is there."""
+    purpose = "DNSSEC delegation signer, at the registrar"
+    wanted = (expected.value,) if expected is not None else ()
+    status, detail, found = FindingStatus.OK, "", tuple[str, ...]()
+    try:
+        found = tuple(await resolver.lookup(domain, "DS"))
+    except DnsTemporaryError as exc:
+        status, detail = FindingStatus.ERROR, exc.problem
+    else:
+        if expected is None:
+            if not found:
+                return None
+            status = FindingStatus.WRONG
+            detail = (
+                "the parent vouches for keys but the zone is not signed (dns.dnssec is off): "
+                "validating resolvers fail every name of the domain; remove the DS"
+            )
+        elif not found:
+            status = FindingStatus.MISSING
+            detail = "the zone is signed, but resolvers take it as unsigned until this is published"
+        elif _ds_digest(expected.value) not in {_ds_digest(v) for v in found}:
+            status = FindingStatus.WRONG
+            detail = (
+                "no DS names the key the zone is signed with: validating resolvers fail "
+                "every name of the domain (RFC 4035 §5.2)"
+            )
+    return Finding(domain, "DS", purpose, status, wanted, found, detail)
+
+
+def _ds_digest(value: str) -> str:
+    """A DS in one canonical spelling: key tag, algorithm, digest type, digest in lowercase
+    hex without the spaces a presentation may split it with."""
+    tokens = value.split()
+    return " ".join([*tokens[:3], "".join(tokens[3:]).lower()])
 
 
 def _canonical(rtype: str, value: str) -> str:

@@ -9,6 +9,14 @@ again every :data:`CHALLENGE_CACHE_SECONDS` rather than with the rest of the zon
 node answers within that bound; the writing node calls :meth:`HostedZones.forget_challenges`
 and answers at once.
 
+With ``[dns] dnssec`` the zones are signed (:mod:`pillarbox.dns.signing`) with each domain's
+key from the store, made by whichever node (or ``pillarbox dns records``) first needs it: the
+store keeps the first one stored, so every node signs with the key whose DS the registrar has.
+A zone that holds the mail host's name also serves its TLSA record (``_25._tcp.<host>``, RFC
+7672 §3.1.1) when the certificate's key stays (the same condition ``dns records`` offers it
+on), read again with the rest of the zone, so a hand-placed next key shows up within
+:data:`ZONE_CACHE_SECONDS` of the certificate changing.
+
 The DKIM records are the public halves of the stored keys: every active key, and each retired
 key for :data:`RETIRED_KEY_PUBLISHED` after its retirement, so mail signed just before a
 rotation still verifies while it is in transit or in a verifier's queue.
@@ -22,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pillarbox.blocking import run_blocking
 from pillarbox.config import Config
 from pillarbox.dns.authoritative import StaticZone
 from pillarbox.dns.records import (
@@ -32,9 +41,10 @@ from pillarbox.dns.records import (
     RecordPolicy,
     required_records,
 )
+from pillarbox.dns.signing import SigningPolicy, ZoneKey, ZoneSigner, new_key_pem
 from pillarbox.queue import dkim
 from pillarbox.store.interface import Store
-from pillarbox.store.types import DkimKeyRecord
+from pillarbox.store.types import DkimKeyRecord, DnssecKey
 
 #: How long a retired DKIM key stays published (the rotation advice in :mod:`.queue.dkim`).
 RETIRED_KEY_PUBLISHED = timedelta(days=7)
@@ -78,6 +88,29 @@ def record_policy(config: Config) -> RecordPolicy:
     )
 
 
+def signing_policy(config: Config) -> SigningPolicy | None:
+    """How the hosted zones are signed (``[dns] dnssec_*``); None when they are not."""
+    dns = config.dns
+    if not dns.dnssec:
+        return None
+    return SigningPolicy(
+        validity=dns.dnssec_validity,
+        refresh=dns.dnssec_refresh,
+        inception_offset=dns.dnssec_inception_offset,
+        max_cached=dns.dnssec_signature_cache,
+    )
+
+
+async def zone_key(store: Store, domain: str, now: datetime) -> ZoneKey:
+    """The key ``domain``'s zone is signed with, made and stored the first time it is needed
+    (of nodes making one at once, each gets the one stored first)."""
+    stored = await store.dnssec_key(domain)
+    if stored is None:
+        # ECDSA P-256 key generation takes well under a millisecond: no executor needed.
+        stored = await store.add_dnssec_key(DnssecKey(domain, new_key_pem(), now))
+    return ZoneKey(domain, stored.key_pem)
+
+
 async def hosted_records(
     store: Store,
     domain: str,
@@ -108,6 +141,7 @@ class _CachedZone:
     challenges: tuple[DnsRecord, ...] = ()
     challenges_expire: float = 0.0
     zone: StaticZone | None = None
+    signer: ZoneSigner | None = None
 
 
 class HostedZones:
@@ -121,9 +155,14 @@ class HostedZones:
         addresses: Sequence[str] = (),
         policy: RecordPolicy = DEFAULT_POLICY,
         cache_seconds: float = ZONE_CACHE_SECONDS,
+        signing: SigningPolicy | None = None,
+        tlsa: Callable[[], DnsRecord | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``signing``: sign the zones so (None: unsigned); ``tlsa``: the mail host's TLSA
+        record, or None when none would last (it reads the certificate: called off the
+        event loop, once per zone build)."""
         self._store = store
         self._mail_host = mail_host
         self._addresses = tuple(addresses)
@@ -132,6 +171,10 @@ class HostedZones:
         self._clock = clock
         self._wall_clock = wall_clock
         self._zones: dict[str, _CachedZone] = {}
+        self._signing = signing
+        self._tlsa = tlsa
+        #: Per domain, the signer of its stored key: its signatures outlive zone rebuilds.
+        self._signers: dict[str, ZoneSigner] = {}
 
     async def zone_for(self, name: str) -> StaticZone | None:
         candidate = name
@@ -169,10 +212,12 @@ class HostedZones:
                     now=self._wall_clock(),
                     policy=self._policy,
                 )
-                records = tuple(built.records)
+                records = tuple(built.records) + await self._tlsa_in(domain)
             if len(self._zones) > 10_000:
                 self._zones.clear()  # names asked for at random must not grow the cache forever
             cached = _CachedZone(now + self._cache_seconds, records)
+            if records is not None and self._signing is not None:
+                cached.signer = await self._signer(domain)
             self._zones[domain] = cached
         if cached.records is None:
             return None
@@ -187,8 +232,29 @@ class HostedZones:
                 # The NS is this host, with the address the zones give it (``ns.<domain>``,
                 # StaticZone's default, resolves nowhere): the name the registrar's NS names.
                 cached.zone = StaticZone(
-                    domain, cached.records + challenges, nameservers=(self._mail_host,)
+                    domain,
+                    cached.records + challenges,
+                    nameservers=(self._mail_host,),
+                    signer=cached.signer,
                 )
                 cached.challenges = challenges
             cached.challenges_expire = now + CHALLENGE_CACHE_SECONDS
         return cached.zone
+
+    async def _tlsa_in(self, domain: str) -> tuple[DnsRecord, ...]:
+        """The mail host's TLSA record if it lies in ``domain``'s zone and one is offered."""
+        record = None if self._tlsa is None else await run_blocking(self._tlsa)
+        if record is None or not record.name.endswith("." + domain):
+            return ()
+        return (record,)
+
+    async def _signer(self, domain: str) -> ZoneSigner:
+        """The signer of ``domain``'s stored key (made now if it has none), kept while the
+        key stays: a domain removed and added again has a new key, and a new signer."""
+        assert self._signing is not None  # only signed zones ask
+        key = await zone_key(self._store, domain, self._wall_clock())
+        signer = self._signers.get(domain)
+        if signer is None or signer.key.dnskey != key.dnskey:
+            signer = ZoneSigner(key, self._signing)
+            self._signers[domain] = signer
+        return signer

@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from pillarbox.atomicfile import write_atomically
 from pillarbox.certificates import CertificateFacts, certificate_facts
 from pillarbox.config import Config
+from pillarbox.dns.records import DnsRecord, tlsa_record
 from pillarbox.net.tls import tls_paths
 
 
@@ -101,6 +105,38 @@ def certificate_in_use(config: Config) -> tuple[Path, str]:
     if config.tls.acme and files.facts() is not None:
         return files.cert, "acme"
     return tls_paths(config)[0], "configured" if config.tls.cert else "self-signed"
+
+
+def served_certificate(config: Config) -> tuple[bytes | None, str]:
+    """The certificate the listeners present (DER; None when none is readable), and why a TLSA
+    record of its key would not last ("" when it would: a configured certificate changes only
+    when the admin changes it, an ACME one with ``acme_reuse_key`` keeps its key)."""
+    path, source = certificate_in_use(config)
+    try:
+        certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        der = None
+    else:
+        der = certificate.public_bytes(serialization.Encoding.DER)
+    if config.tls.acme and not config.tls.acme_reuse_key:
+        return der, "each ACME renewal makes a new key (tls.acme_reuse_key is off)"
+    if config.tls.acme and source != "acme":
+        return der, "no ACME certificate obtained yet"
+    if source == "self-signed":
+        return der, (
+            "the self-signed certificate is made anew when the host's names or addresses "
+            "change (configure tls.cert/tls.key, or ACME with tls.acme_reuse_key)"
+        )
+    return der, "" if der is not None else f"no certificate readable at {path}"
+
+
+def lasting_tlsa(config: Config) -> DnsRecord | None:
+    """The TLSA record of the mail host's certificate when its key stays
+    (:func:`served_certificate`), for the authoritative server to serve; None otherwise."""
+    der, unstable = served_certificate(config)
+    if der is None or unstable:
+        return None
+    return tlsa_record(config.server.hostname, der)
 
 
 def request_renewal(files: AcmeFiles) -> datetime.datetime:

@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 from pillarbox import blocking, provisioning, retention
 from pillarbox.config import LISTENER_DOCS, Config, socket_mode
 from pillarbox.dns.authoritative import AuthoritativeServer
-from pillarbox.dns.hosted import HostedZones, record_policy
+from pillarbox.dns.hosted import HostedZones, record_policy, signing_policy
 from pillarbox.errors import ConfigError, SchemaTooNew, StorageError, StoreInUse
+from pillarbox.net.acmefiles import lasting_tlsa
 from pillarbox.net.certfiles import CertificateFiles
 from pillarbox.net.control import ControlSocket
 from pillarbox.net.control import socket_path as control_socket_path
@@ -361,6 +362,8 @@ class Server:
             mail_host=self.config.server.hostname,
             addresses=dns.addresses,
             policy=record_policy(self.config),
+            signing=signing_policy(self.config),
+            tlsa=lambda: lasting_tlsa(self.config),
         )
         self.dns = AuthoritativeServer(zones)
         await self.dns.start(dns.authoritative_address, dns.authoritative_port)

@@ -52,6 +52,7 @@ from pillarbox.store.types import (
     DeliveryTarget,
     DkimKeyRecord,
     DmarcObservation,
+    DnssecKey,
     Domain,
     FlagOp,
     FlagUpdate,
@@ -959,6 +960,15 @@ class Store(Protocol):
         """``holder``'s attempt ended: with ``failures`` 0 the lease goes; otherwise it becomes
         a back-off until ``until`` counting ``failures``. Nothing happens if ``holder`` no
         longer has it (it lapsed and another node took it)."""
+
+    # -- the zone signing keys of hosted domains (pillarbox.dns.signing) -------------------------
+    async def dnssec_key(self, domain: str) -> DnssecKey | None:
+        """The key ``domain``'s zone is signed with; None if none was made yet."""
+
+    async def add_dnssec_key(self, key: DnssecKey) -> DnssecKey:
+        """Store ``key`` unless its domain has one already, which this never replaces (its DS
+        is at the registrar); the key stored afterwards: this one, or the one another node
+        stored first. ``NotFound`` if the domain is not hosted."""
 
     # -- spam filter (pillarbox.policy) ---------------------------------------------------------
     async def spam_model(

@@ -1046,6 +1046,19 @@ class AcmeAccount:
 
 
 @dataclass(frozen=True, slots=True)
+class DnssecKey:
+    """The key a hosted domain's zone is signed with (:mod:`pillarbox.dns.signing`): one per
+    domain, kept in the store so that every node serving the zone signs with the key whose DS
+    the registrar holds. ``key_pem`` is the private key (unencrypted PKCS#8 PEM, ECDSA P-256:
+    whoever reads this table can sign the zone); ``created`` when the first node made it.
+    """
+
+    domain: str
+    key_pem: bytes
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class AcmeLease:
     """Who may ask the CA for a scope's certificate: one node at a time, cluster-wide.
 

@@ -5,12 +5,18 @@ share them)."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from pillarbox.queue.runner import QueueRunner
+from pillarbox.dns.resolver import Resolver
+from pillarbox.net.smtp_client import SessionSettings, opportunistic_context
+from pillarbox.queue.routing import Router
+from pillarbox.queue.runner import QueueRunner, RunnerLimits
+from pillarbox.queue.schedule import RetryPolicy
+from pillarbox.smtp.client import SmtpClientSettings
 from pillarbox.store.interface import Store
 from pillarbox.store.types import INBOX, NewQueueRecipient, QueuedRecipient
 from pillarbox.testing.capture import Recorder
@@ -18,6 +24,37 @@ from pillarbox.testing.testca import CertAuthority
 
 #: The sender of the delivery tests (an account of the interop ``store`` fixture).
 SENDER = "alice@a.test"
+#: The sending host's name in the delivery tests (EHLO).
+SENDING_HOST = "mx.a.test"
+
+
+def mx_runner(
+    store: Store,
+    resolver: Resolver,
+    *,
+    remote_port: int,
+    dane: bool,
+    tls_reports: bool = False,
+    connect_timeout: float = 2.0,
+) -> QueueRunner:
+    """A queue runner delivering by MX to ``remote_port`` with opportunistic TLS (no CA: what
+    DANE or a policy asks decides), one retry a minute later, one connection per domain."""
+    client = SmtpClientSettings(hostname=SENDING_HOST)
+    return QueueRunner(
+        store=store,
+        router=Router(store),
+        resolver=resolver,
+        policy=RetryPolicy(schedule=(60.0,), lifetime=3600.0),
+        hostname=SENDING_HOST,
+        wakeup=asyncio.Event(),
+        remote_port=remote_port,
+        session=SessionSettings(
+            client=client, connect_timeout=connect_timeout, tls=opportunistic_context()
+        ),
+        dane=dane,
+        tls_reports=tls_reports,
+        limits=RunnerLimits(per_domain=1),
+    )
 
 
 async def deliver_once(

@@ -65,6 +65,7 @@ from pillarbox.store.types import (
     DeliveryStatus,
     DeliveryTarget,
     DmarcObservation,
+    DnssecKey,
     Filing,
     FlagOp,
     GreylistRules,
@@ -589,6 +590,53 @@ class StoreContract:
         staging = AcmeAccount("https://staging.ca.example/dir", b"key-s", "")
         assert await store.replace_acme_account(b"key-1", staging) == staging
         assert await store.acme_account(directory) == named
+
+    # -- zone signing keys ------------------------------------------------------------------------
+    async def test_dnssec_key_is_stored_once_per_domain(self, store: Store) -> None:
+        when = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+        with pytest.raises(NotFound):
+            await store.add_dnssec_key(DnssecKey("unhosted.example", b"key-0", when))
+        await store.add_domain("signed.example")
+        await store.add_domain("other.example")
+        assert await store.dnssec_key("signed.example") is None
+        first = DnssecKey("signed.example", b"key-1", when)
+        assert await store.add_dnssec_key(first) == first
+        assert await store.dnssec_key("signed.example") == first
+        # A second key never replaces the stored one (its DS is at the registrar): its adder
+        # gets the stored one.
+        later = DnssecKey("signed.example", b"key-2", when + timedelta(days=1))
+        assert await store.add_dnssec_key(later) == first
+        other = DnssecKey("other.example", b"key-o", when)
+        assert await store.add_dnssec_key(other) == other
+        assert await store.dnssec_key("signed.example") == first
+        # The key goes with its domain: one added again gets a new key.
+        await store.remove_domain("signed.example")
+        assert await store.dnssec_key("signed.example") is None
+        await store.add_domain("signed.example")
+        assert await store.add_dnssec_key(later) == later
+        assert await store.dnssec_key("other.example") == other
+
+    async def test_dnssec_keys_stored_at_once_on_two_nodes_end_as_one(
+        self, store_factory: StoreFactory, store: Store
+    ) -> None:
+        """Two nodes each making a key for one zone at once both sign with the one stored."""
+        when = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+        node_b = store_factory()
+        await node_b.open()
+        try:
+            for n in range(5):
+                domain = f"zone{n}.example"
+                await store.add_domain(domain)
+                results = await asyncio.gather(
+                    store.add_dnssec_key(DnssecKey(domain, b"key-a", when)),
+                    node_b.add_dnssec_key(DnssecKey(domain, b"key-b", when)),
+                )
+                assert results[0] == results[1], results
+                assert results[0].key_pem in (b"key-a", b"key-b")
+                assert await node_b.dnssec_key(domain) == results[0]
+                assert await store.dnssec_key(domain) == results[0]
+        finally:
+            await node_b.close()
 
     # -- accounts ------------------------------------------------------------------------------
     async def test_account_gets_default_mailboxes(self, store: Store, account: Account) -> None:

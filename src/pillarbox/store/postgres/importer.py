@@ -656,6 +656,13 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
             ("directory", "key", "url"),
             lambda r: (r[0], bytes(r[1]), r[2]),
         ),
+        # The zone signing keys move too: the DS at each registrar names them.
+        _Table(
+            "dnssec_keys",
+            "SELECT domain, key, created FROM dnssec_keys",
+            ("domain", "key", "created"),
+            lambda r: (r[0], bytes(r[1]), _time(r[2])),
+        ),
         # Passed triplets stay passed: a legitimate sender is not greylisted again for the move.
         _Table(
             "greylist",

@@ -980,6 +980,16 @@ CREATE TABLE acme_accounts (
 """
 
 
+# The key each hosted domain's zone is signed with (SQLite migration 48's notes).
+_V42_SQL = r"""
+CREATE TABLE dnssec_keys (
+    domain text PRIMARY KEY REFERENCES domains(name) ON DELETE CASCADE,
+    key bytea NOT NULL,
+    created timestamptz NOT NULL
+);
+"""
+
+
 async def _schedule_tags(conn: Conn) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
     # Here, not at the top: every command that opens a store imports this module, and
@@ -1046,6 +1056,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(39, "failed MTA-STS policy fetches kept across restarts (RFC 8461)", _V39_SQL),
     Migration(40, "messages two-step web logins hold between their steps", _V40_SQL),
     Migration(41, "the nodes' shared ACME account per CA directory", _V41_SQL),
+    Migration(42, "the zone signing key of each hosted domain (DNSSEC)", _V42_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -92,6 +92,7 @@ from pillarbox.store.postgres import (
     calendardata,
     contactdata,
     dmarcdata,
+    dnssecdata,
     greylistdata,
     metadata,
     notify,
@@ -138,6 +139,7 @@ from pillarbox.store.types import (
     DeliveryTarget,
     DkimKeyRecord,
     DmarcObservation,
+    DnssecKey,
     Domain,
     FlagOp,
     FlagUpdate,
@@ -2265,6 +2267,13 @@ class PostgresStore:
         await self._write(
             lambda conn, _: acmedata.end_lease(conn, scope, holder, failures, _utc(until))
         )
+
+    # -- the zone signing keys of hosted domains (see .dnssecdata) ------------------------------
+    async def dnssec_key(self, domain: str) -> DnssecKey | None:
+        return await self._read(lambda conn: dnssecdata.key(conn, domain))
+
+    async def add_dnssec_key(self, key: DnssecKey) -> DnssecKey:
+        return await self._write(lambda conn, _: dnssecdata.add_key(conn, key))
 
     # -- spam filter (see .spamdata) -------------------------------------------------------------
     async def spam_model(

@@ -1036,6 +1036,17 @@ CREATE TABLE acme_accounts (
 """
 
 
+# The key each hosted domain's zone is signed with (pillarbox.dns.signing; queries in
+# .dnssecdata): one per domain, never replaced once stored (its DS is at the registrar).
+_V48_SQL = r"""
+CREATE TABLE dnssec_keys (
+    domain TEXT PRIMARY KEY REFERENCES domains(name) ON DELETE CASCADE,
+    key BLOB NOT NULL,
+    created INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
 def _schedule_tags(conn: sqlite3.Connection) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
     # Here, not at the top: every command that opens a store imports this module, and
@@ -1105,6 +1116,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(45, "failed MTA-STS policy fetches kept across restarts (RFC 8461)", _V45_SQL),
     Migration(46, "messages two-step web logins hold between their steps", _V46_SQL),
     Migration(47, "the nodes' shared ACME account per CA directory", _V47_SQL),
+    Migration(48, "the zone signing key of each hosted domain (DNSSEC)", _V48_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

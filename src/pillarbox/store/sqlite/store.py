@@ -89,6 +89,7 @@ from pillarbox.store.sqlite import (
     contactdata,
     dkimkeys,
     dmarcdata,
+    dnssecdata,
     greylistdata,
     metadata,
     receiveddata,
@@ -134,6 +135,7 @@ from pillarbox.store.types import (
     DeliveryTarget,
     DkimKeyRecord,
     DmarcObservation,
+    DnssecKey,
     Domain,
     FlagOp,
     FlagUpdate,
@@ -2102,6 +2104,13 @@ class SqliteStore:
 
     async def end_acme_lease(self, scope: str, holder: str, failures: int, until: datetime) -> None:
         await self._write(lambda conn, fx: acmedata.end_lease(conn, scope, holder, failures, until))
+
+    # -- the zone signing keys of hosted domains (see .dnssecdata) ------------------------------
+    async def dnssec_key(self, domain: str) -> DnssecKey | None:
+        return await self._read(lambda conn: dnssecdata.key(conn, domain))
+
+    async def add_dnssec_key(self, key: DnssecKey) -> DnssecKey:
+        return await self._write(lambda conn, fx: dnssecdata.add_key(conn, key))
 
     # -- spam filter (see .spamdata) ---------------------------------------------------------------
     async def spam_model(

@@ -1,0 +1,158 @@
+"""DNSSEC of the hosted zones, validated by BIND's ``delv`` against the live server's
+authoritative DNS, with the DS that ``pillarbox dns records`` prints as the trust anchor: what a
+registrar's parent zone would vouch for. Positive answers (MX, A, TXT, the MX host's TLSA),
+both kinds of denial, and the failures a validator must catch (a key other than the one the
+DS names, signatures past their expiry). Skipped where ``delv`` (bind9-dnsutils) is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pillarbox import config as cfg
+from pillarbox.dns.authoritative import StaticZone, StaticZones, serve_zones
+from pillarbox.dns.records import DnsRecord
+from pillarbox.dns.signing import SigningPolicy, ZoneKey, ZoneSigner, new_key_pem
+from pillarbox.testing.command import run_pillarbox
+from pillarbox.testing.live import LiveServer, free_port, loopback_config
+from pillarbox.testing.testca import make_ca
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("delv") is None or shutil.which("dig") is None,
+    reason="delv/dig not installed (apt-get install bind9-dnsutils)",
+)
+
+DOMAIN = "pillarbox.test"
+HOST = f"mail.{DOMAIN}"
+ADDRESS = "192.0.2.25"
+
+
+def delv(port: int, anchor: Path, zone: str, name: str, rtype: str) -> str:
+    """delv's report (stdout and stderr) on ``name``/``rtype``, validated from ``zone``'s
+    trust anchor down, asking our server alone."""
+    done = subprocess.run(
+        ["delv", "@127.0.0.1", "-p", str(port), "-a", str(anchor), f"+root={zone}", name, rtype],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.stdout + done.stderr
+
+
+def dig(port: int, name: str, rtype: str) -> list[list[str]]:
+    """The answer records of a DO query, each split into fields."""
+    done = subprocess.run(
+        ["dig", "@127.0.0.1", "-p", str(port), "+dnssec", "+noall", "+answer", name, rtype],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [line.split() for line in done.stdout.splitlines() if line.strip()]
+
+
+def anchor_file(path: Path, ds_line: str) -> Path:
+    """A delv trust anchor from a DS record in zone-file form (``name ttl IN DS tag alg
+    type digest``): what the parent zone publishes once the registrar has it."""
+    name, _ttl, _class, _type, tag, algorithm, digest_type, *digest = ds_line.split()
+    ds = f'{tag} {algorithm} {digest_type} "{"".join(digest)}"'
+    path.write_text(f"trust-anchors {{ {name} static-ds {ds}; }};\n")
+    return path
+
+
+def signed_config(tmp_path: Path, dns_port: int) -> cfg.Config:
+    cert, key = make_ca(tmp_path).issue(HOST)
+    base = loopback_config(tmp_path / "data", only=("smtp",))
+    return dataclasses.replace(
+        base,
+        server=dataclasses.replace(base.server, hostname=HOST),
+        # A configured certificate keeps its key: dns records offers its TLSA, the DNS serves it.
+        tls=cfg.TlsSection(cert=str(cert), key=str(key)),
+        dns=dataclasses.replace(
+            base.dns,
+            addresses=(ADDRESS,),
+            authoritative_enabled=True,
+            authoritative_address="127.0.0.1",
+            authoritative_port=dns_port,
+            dnssec=True,
+        ),
+    )
+
+
+def test_delv_validates_the_hosted_zone_from_the_ds_dns_records_prints(tmp_path: Path) -> None:
+    port = free_port("127.0.0.1")
+    config = signed_config(tmp_path, port)
+    (tmp_path / "pillarbox.toml").write_text(cfg.render_toml(config))
+    added = run_pillarbox(tmp_path, "domain", "add", DOMAIN)
+    assert added.returncode == 0, added.stderr
+    # The operator asks for the records before the server ever ran: the key is made then,
+    # and the server signs with that one (the store keeps the first key stored).
+    shown = run_pillarbox(tmp_path, "dns", "records", DOMAIN)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    (ds_line,) = [line[1:].strip() for line in lines if "\tDS\t" in line]
+    (tlsa_line,) = [line for line in lines if "\tTLSA\t" in line]
+    anchor = anchor_file(tmp_path / "anchor.conf", ds_line)
+    tag = ds_line.split()[4]
+
+    with LiveServer(config):
+        for name, rtype, expected in (
+            (DOMAIN, "MX", f"10 {HOST}."),
+            (HOST, "A", ADDRESS),
+            (DOMAIN, "TXT", f'"v=spf1 ip4:{ADDRESS} -all"'),
+            (f"_25._tcp.{HOST}", "TLSA", tlsa_line.split("\t")[-1].split()[0]),
+        ):
+            report = delv(port, anchor, DOMAIN, name, rtype)
+            assert report.startswith("; fully validated"), (name, rtype, report)
+            assert expected in report, (name, rtype, report)
+            assert f"RRSIG\t{rtype} 13 " in report, report
+        # The TLSA served is the one dns records offered, digest and all.
+        report = delv(port, anchor, DOMAIN, f"_25._tcp.{HOST}", "TLSA")
+        served = "".join(report.split("\tTLSA\t", 1)[1].splitlines()[0].split()[3:])
+        assert served.lower() == tlsa_line.split()[-1].lower()
+
+        # A name that does not exist, and one that exists without the type asked for: both
+        # denials are proven, not just claimed.
+        for name, rtype in ((f"nothing.{DOMAIN}", "A"), (HOST, "AAAA"), (DOMAIN, "TLSA")):
+            report = delv(port, anchor, DOMAIN, name, rtype)
+            assert "; negative response, fully validated" in report, (name, rtype, report)
+
+        # The shape a resolver sees: one CSK (257, ECDSAP256SHA256) whose tag the DS names,
+        # signing the DNSKEY RRset and the data.
+        keys = dig(port, DOMAIN, "DNSKEY")
+        assert [r[4:7] for r in keys if r[3] == "DNSKEY"] == [["257", "3", "13"]]
+        for rrsig in (r for r in keys + dig(port, DOMAIN, "MX") if r[3] == "RRSIG"):
+            assert rrsig[5] == "13" and rrsig[10] == tag and rrsig[11] == f"{DOMAIN}.", rrsig
+
+        # Under an anchor for another key (a key changed without its DS), nothing validates.
+        other = ZoneKey(DOMAIN, new_key_pem()).ds_record(3600).zone_line()
+        wrong = anchor_file(tmp_path / "wrong.conf", other)
+        report = delv(port, wrong, DOMAIN, DOMAIN, "MX")
+        assert "fully validated" not in report and "resolution failed" in report, report
+
+
+async def test_delv_rejects_expired_signatures(tmp_path: Path) -> None:
+    """Signatures made a month ago with a fortnight's validity have expired: the same zone
+    and anchor that validate with a signer on today's clock fail."""
+    key = ZoneKey("stale.test", new_key_pem())
+    anchor = anchor_file(tmp_path / "anchor.conf", key.ds_record(3600).zone_line())
+    records = [DnsRecord("stale.test", "MX", "10 mx.stale.test.", 300)]
+    month_ago = time.time() - 30 * 86_400
+    for clock, valid in ((time.time, True), (lambda: month_ago, False)):
+        signer = ZoneSigner(key, SigningPolicy(), clock=clock)
+        zones = StaticZones([StaticZone("stale.test", records, signer=signer)])
+        async with serve_zones(zones) as server:
+            report = await asyncio.to_thread(
+                delv, server.port, anchor, "stale.test", "stale.test", "MX"
+            )
+        assert report.startswith("; fully validated") is valid, report
+        if not valid:
+            assert "resolution failed" in report, report
