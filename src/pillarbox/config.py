@@ -123,8 +123,10 @@ LISTENER_DOCS = {
     "http": "Webmail, admin and JSON API.",
     "https": "Webmail, admin, JSON API, autoconfig and the MTA-STS policy over implicit TLS.",
     "lmtp": "LMTP (RFC 2033) for a front MTA (Postfix `lmtp:inet:`): final delivery to hosted "
-    "accounts, one reply per recipient; off unless named. Keep it on loopback: no AUTH.",
-    "metrics": "Prometheus metrics over plain HTTP (GET /metrics, docs/metrics.md): off unless this table is in the file; see [metrics].",
+    "accounts, one reply per recipient; off unless `enabled = true` (or a table of its own in a "
+    "file without one). Keep it on loopback: no AUTH.",
+    "metrics": "Prometheus metrics over plain HTTP (GET /metrics, docs/metrics.md): off unless "
+    "`enabled = true` (or a table of its own in a file without one); see [metrics].",
 }
 
 _DEFAULT_LISTENERS = Listeners()
@@ -227,6 +229,11 @@ class StoreSection:
 class TlsSection:
     cert: str = _f("", "PEM certificate chain; empty: a self-signed one in data_dir/tls.")
     key: str = _f("", "PEM private key for `cert`.")
+    files_check_interval: float = _f(
+        60.0,
+        "Seconds between checks whether `cert`/`key` changed on disk (renewed by certbot or "
+        "another tool); a changed pair is loaded without a restart (docs/tls.md).",
+    )
     min_version: Literal["TLSv1.2", "TLSv1.3"] = _f("TLSv1.2", "Lowest TLS version accepted.")
     handshake_timeout: float = _f(
         30.0,
@@ -1508,6 +1515,7 @@ def _validate(config: Config) -> None:
         ("imap.metadata_max_total", config.imap.metadata_max_total),
         ("server.workers", config.server.workers),
         ("server.schema_check_interval", config.server.schema_check_interval),
+        ("tls.files_check_interval", config.tls.files_check_interval),
         ("queue.concurrency", config.queue.concurrency),
         ("queue.per_domain", config.queue.per_domain),
         ("queue.lifetime", config.queue.lifetime),

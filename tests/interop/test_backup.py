@@ -24,12 +24,13 @@ from pillarbox.transfer import backup
 USER = "alice@example.org"
 
 
-def _site(site: Path) -> cfg.Config:
+def _site(site: Path, data_dir: str = "data") -> cfg.Config:
     """A loopback site whose config file names its data directory relatively (``data``), as
-    ``pillarbox init`` writes it, so that the site can move."""
+    ``pillarbox init`` writes it, so that the site can move (``"."``: the config in the data
+    directory, as ``pillarbox demo`` keeps it)."""
     site.mkdir()
     config = loopback_config(
-        Path("data"), only=["smtp", "imap"], store=cfg.StoreSection(url="sqlite:?blobs=files")
+        Path(data_dir), only=["smtp", "imap"], store=cfg.StoreSection(url="sqlite:?blobs=files")
     )
     (site / "pillarbox.toml").write_text(cfg.render_toml(config), "utf-8")
     return cfg.load(site / "pillarbox.toml")
@@ -201,3 +202,31 @@ def test_a_database_outside_the_data_dir_is_backed_up_and_put_back(tmp_path: Pat
         finally:
             client.logout()
     assert any(b'"Kept"' in line or b" Kept" in line for line in listed if isinstance(line, bytes))
+
+
+def test_a_site_whose_config_is_in_its_data_dir_restores_into_an_empty_directory(
+    tmp_path: Path,
+) -> None:
+    """`pillarbox demo` keeps its config in the data directory (``data_dir = "."``): the
+    restore's own config must not count as something in the way of an empty directory."""
+    site = tmp_path / "site"
+    with LiveServer(_site(site, data_dir=".")) as live:
+        live.add_domain("example.org")
+        live.add_account(USER, TEST_PASSWORD)
+        live.deliver(USER, "one")
+    made = run_pillarbox(site, "backup", str(tmp_path / "b"))
+    assert made.returncode == 0, made.stderr
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    restored = run_pillarbox(fresh, "restore", str(tmp_path / "b"))
+    assert restored.returncode == 0, restored.stderr
+    assert "restored 1 messages (1 blob files)" in restored.stdout
+    assert cfg.load(fresh / "pillarbox.toml").data_dir == fresh
+
+    forced = run_pillarbox(fresh, "restore", str(tmp_path / "b"), "--force")
+    assert forced.returncode == 0, forced.stderr
+    (aside,) = tmp_path.glob("fresh.before-restore-*")
+    assert f"moved aside: {aside}\n" in forced.stdout  # the config went with it, not apart
+    assert (aside / "pillarbox.toml").is_file() and (fresh / "pillarbox.toml").is_file()
+    assert "restored 1 messages" in forced.stdout

@@ -201,6 +201,47 @@ def test_status_json(initialised: Path) -> None:
     assert data["store"] == f"sqlite: ({Path(data['data_dir']) / 'pillarbox.sqlite3'})"
 
 
+def test_status_brackets_an_ipv6_listener_address(tmp_path: Path) -> None:
+    assert run_pillarbox(tmp_path, "init", "--hostname", "mail.example.org").returncode == 0
+    result = run_pillarbox(tmp_path, "status")
+    assert result.returncode == 0, result.stderr
+    assert "  smtp         [::]:25\n" in result.stdout  # init's standard ports, every address
+    assert "  lmtp         127.0.0.1:24 (disabled)\n" in result.stdout
+
+
+def test_an_import_stopped_by_the_quota_goes_on_once_user_quota_raises_it(
+    initialised: Path,
+) -> None:
+    """docs/migration.md's step: the import stops at the quota, the admin raises it from the
+    shell, the same import continues."""
+    body = "x" * 300
+    (initialised / "old.mbox").write_text(
+        "".join(
+            f"From a@example.net Mon Nov 30 10:00:00 2026\nSubject: {n}\n\n{body}\n\n"
+            for n in ("one", "two")
+        )
+    )
+    quota = run_pillarbox(initialised, "user", "quota", "alice@example.org", "--bytes", "400")
+    assert quota.returncode == 0, quota.stderr
+    assert "  bytes: 0 of 400 (0%)\n  messages: 0 of unlimited\n" in quota.stdout
+    importing = ("import", "mbox", "old.mbox", "--account", "alice@example.org")
+    stopped = run_pillarbox(initialised, *importing)
+    assert stopped.returncode == 1 and "raise the quota" in stopped.stderr
+
+    raised = run_pillarbox(
+        initialised, "user", "quota", "alice@example.org", "--bytes", "unlimited", "--json"
+    )
+    assert raised.returncode == 0, raised.stderr
+    shown = json.loads(raised.stdout)
+    assert shown["bytes"]["limit"] is None and shown["messages"] == {"used": 1, "limit": None}
+    resumed = run_pillarbox(initialised, *importing)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "imported 1, skipped 1" in resumed.stdout
+
+    bad = run_pillarbox(initialised, "user", "quota", "alice@example.org", "--messages", "lots")
+    assert bad.returncode == 2 and "Invalid value for '--messages'" in bad.stderr
+
+
 def test_invalid_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     (tmp_path / "pillarbox.toml").write_text("[listeners.imap]\nport = 'abc'\n")
     result = run_pillarbox(tmp_path, "status")

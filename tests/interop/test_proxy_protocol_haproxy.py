@@ -38,6 +38,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvloop
 
 from pillarbox import config as cfg
 from pillarbox.store.types import INBOX
@@ -334,6 +335,39 @@ def test_health_check_is_the_balancers_own_session(
         if r.getMessage() == "PROXY header names no client"
     ][:1] == ["LOCAL"]
     assert not [r for r in caplog.records if r.getMessage().startswith("connection refused")]
+
+
+def test_health_checks_reset_before_uvloop_reads_them_are_no_refusals(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under uvloop (what `pillarbox serve` runs on) the peer's address is read when the
+    connection is made, and HAProxy's checks, ended with a RST, are often gone by then: each
+    was once logged as a stranger refused (`remote=""`, "not from proxy_networks")."""
+    caplog.set_level(logging.DEBUG, logger="pillarbox")
+    config = behind_balancer(loopback_config(tmp_path / "data", only=["smtp"]), ("smtp",))
+    directory = tmp_path / "haproxy"
+    directory.mkdir()
+    seen = (
+        "connected",
+        "connection gone before its address was read",
+        "connection refused: PROXY protocol",
+    )
+    with (
+        LiveServer(config, loop_factory=uvloop.new_event_loop) as live,
+        haproxy(directory, {"smtp-2": live.port("smtp")}, "check check-send-proxy inter 100"),
+    ):
+        wait_for(
+            lambda: len([r for r in caplog.records if r.getMessage() in seen]) >= 10,
+            "ten health checks",
+            context=(directory / "haproxy.log").read_text,
+        )
+    assert not [r for r in caplog.records if r.getMessage().startswith("connection refused")]
+    sessions = [
+        getattr(r, "fields", {})["remote"]
+        for r in caplog.records
+        if r.name == "pillarbox.smtp" and r.getMessage() == "connected"
+    ]
+    assert set(sessions) <= {BALANCER}
 
 
 # -- the web listener behind HAProxy in HTTP mode, with Forwarded (RFC 7239) --------------------

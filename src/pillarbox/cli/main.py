@@ -25,7 +25,7 @@ from pillarbox.errors import ConfigError, SchemaTooNew, UserError
 if TYPE_CHECKING:
     from pillarbox import config as cfg
     from pillarbox.store.interface import Store
-    from pillarbox.store.types import AccountSettings, Alias
+    from pillarbox.store.types import AccountSettings, Alias, QuotaUsage
 
 T = TypeVar("T")
 
@@ -328,11 +328,17 @@ def status(state: CliState, as_json: bool) -> None:
         f"queued      {counts['queued']}",
         "listeners:",
         *(
-            f"  {name:<12} {v['address']}:{v['port']}" + ("" if v["enabled"] else " (disabled)")
+            f"  {name:<12} {_host_port(v['address'], v['port'])}"
+            + ("" if v["enabled"] else " (disabled)")
             for name, v in listeners.items()
         ),
     ]
     emit(data, as_json, lines)
+
+
+def _host_port(address: str, port: int) -> str:
+    """``host:port``, an IPv6 address bracketed (RFC 3986 §3.2.2): ``[::]:25``, not ``:::25``."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 @cli.command("config-doc")
@@ -573,6 +579,87 @@ def user_retention(
         for name, special_use in (("junk", SpecialUse.JUNK), ("trash", SpecialUse.TRASH))
     ]
     emit({"address": key, **shown}, as_json, [f"{key}:", *lines])
+
+
+def _quota_option(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> int | Literal["keep"] | None:
+    """A ``--bytes``/``--messages`` quota: a number (0 allows nothing), ``unlimited``; absent:
+    keep the account's. Parsed as the option is (a bad one is named in the usage error)."""
+    if value is None:
+        return "keep"
+    if value == "unlimited":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number or 'unlimited'") from None
+
+
+def _quota_line(what: str, used: int, limit: int | None) -> str:
+    if limit is None:
+        return f"  {what}: {used} of unlimited"
+    share = f" ({used * 100 // limit}%)" if limit else ""
+    return f"  {what}: {used} of {limit}{share}"
+
+
+@user.command("quota")
+@click.argument("address")
+@click.option(
+    "--bytes",
+    "new_bytes",
+    default=None,
+    callback=_quota_option,
+    metavar="N|unlimited",
+    help="Quota in bytes.",
+)
+@click.option(
+    "--messages",
+    "new_messages",
+    default=None,
+    callback=_quota_option,
+    metavar="N|unlimited",
+    help="Quota in messages.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def user_quota(
+    state: CliState,
+    address: str,
+    new_bytes: int | Literal["keep"] | None,
+    new_messages: int | Literal["keep"] | None,
+    as_json: bool,
+) -> None:
+    """Show ADDRESS's quota and usage, or set it (what the web admin's Accounts page sets): an
+    import stopped by the quota goes on once it is raised (docs/migration.md)."""
+    from pillarbox import provisioning
+
+    config = state.load()
+
+    async def go(store: Store) -> tuple[str, QuotaUsage]:
+        account = await provisioning.get_account(store, address)
+        usage = await store.quota_usage(account.id)
+        if new_bytes != "keep" or new_messages != "keep":
+            limits = provisioning.checked_quotas(
+                usage.bytes_limit if new_bytes == "keep" else new_bytes,
+                usage.messages_limit if new_messages == "keep" else new_messages,
+            )
+            await store.set_quota(account.id, *limits)
+            usage = await store.quota_usage(account.id)
+        return account.address, usage
+
+    key, usage = run_store(config, go)
+    data = {
+        "address": key,
+        "bytes": {"used": usage.bytes_used, "limit": usage.bytes_limit},
+        "messages": {"used": usage.messages, "limit": usage.messages_limit},
+    }
+    lines = [
+        f"{key}:",
+        _quota_line("bytes", usage.bytes_used, usage.bytes_limit),
+        _quota_line("messages", usage.messages, usage.messages_limit),
+    ]
+    emit(data, as_json, lines)
 
 
 @user.command("passwd")

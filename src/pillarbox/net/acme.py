@@ -63,7 +63,6 @@ import socket
 import ssl
 import threading
 from collections.abc import MutableMapping
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -90,6 +89,7 @@ from pillarbox.net.acmefiles import AcmeFiles, utc_text
 from pillarbox.net.acmekeys import file_key, new_key_pem
 from pillarbox.net.acmeorder import finish_order, place_order
 from pillarbox.net.renewalinfo import RenewalInfoFetcher
+from pillarbox.net.tls import load_pair
 from pillarbox.net.tlsalpn import TlsAlpnAnswers
 from pillarbox.observability.log import Log
 from pillarbox.store.interface import Store
@@ -100,17 +100,6 @@ from pillarbox.store.types import AcmeAccount, AcmeCertificate, AcmeLease
 REQUEST_POLL = 2.0
 #: The reason of an attempt ``pillarbox tls renew`` asked for.
 REQUESTED = "renewal requested (pillarbox tls renew)"
-
-
-def load_pair(context: ssl.SSLContext, cert: Path, key: Path) -> None:
-    """Make ``context`` present ``cert`` with ``key``, or leave it as it was.
-
-    The pair is tried on a scratch context first: OpenSSL takes a certificate into the context
-    before it checks the key against it, so a mismatched pair loaded directly would leave the
-    shared context with the new certificate and no key, and every handshake failing.
-    """
-    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
-    context.load_cert_chain(cert, key)
 
 
 #: What the ACME exchange raises for a failed attempt (the I/O boundary, STYLE §6): the CA's,

@@ -87,7 +87,15 @@ class HeaderProtocol(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self._transport = cast(asyncio.Transport, transport)
-        peer = plain_peer(transport.get_extra_info("peername"))[0]
+        peername = transport.get_extra_info("peername")
+        if peername is None:
+            # uvloop asks for the address only now: a peer that reset the connection before
+            # (HAProxy ends its check-send-proxy health checks with a RST) has none. It is
+            # gone, not a stranger: nothing to refuse or to warn about.
+            self._log.debug("connection gone before its address was read")
+            self._transport.close()
+            return
+        peer = plain_peer(peername)[0]
         self._log = self._log.bind(remote=peer)
         if not self._proxy.trusts(peer):
             self._refuse("not from proxy_networks")

@@ -33,6 +33,7 @@ from pillarbox.dns.authoritative import AuthoritativeServer
 from pillarbox.dns.hosted import HostedZones, record_policy, signing_policy
 from pillarbox.errors import ConfigError, SchemaTooNew, StorageError, StoreInUse
 from pillarbox.net.acmefiles import lasting_tlsa
+from pillarbox.net.certfiles import CertificateFiles
 from pillarbox.net.control import ControlSocket
 from pillarbox.net.control import socket_path as control_socket_path
 from pillarbox.net.http import HttpListener, origin
@@ -241,6 +242,11 @@ class Server:
             context.spawn(reporting.run(context), "dmarc-reports")
         if config.tls_reports.enabled:
             context.spawn(tlsreporting.run(context), "tls-reports")
+        if config.tls.cert:
+            files = CertificateFiles(context.tls, *tls_paths(config))
+            context.spawn(
+                files.follow(config.tls.files_check_interval, context.shutdown), "tls-files"
+            )
         if self.acme is not None:
             self.acme.store = context.store
             if self.acme.tls_alpn is not None:

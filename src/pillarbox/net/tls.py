@@ -229,6 +229,17 @@ def server_context(config: Config) -> ssl.SSLContext:
     return context
 
 
+def load_pair(context: ssl.SSLContext, cert: Path, key: Path) -> None:
+    """Make ``context`` present ``cert`` with ``key``, or leave it as it was.
+
+    The pair is tried on a scratch context first: OpenSSL takes a certificate into the context
+    before it checks the key against it, so a mismatched pair loaded directly would leave the
+    shared context with the new certificate and no key, and every handshake failing.
+    """
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    context.load_cert_chain(cert, key)
+
+
 def describe(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
     """``TLSv1.3 TLS_AES_256_GCM_SHA384`` for logs and Received headers; None without TLS."""
     if ssl_object is None:

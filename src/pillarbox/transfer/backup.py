@@ -44,12 +44,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -356,47 +355,42 @@ def restore(source: Path, config_path: Path, *, force: bool) -> RestoreResult:
             "pg_restore; the config and data directory are in the backup to copy by hand)"
         )
     # Everything in the way is found before anything is written: a refused restore leaves
-    # no trace. The config is staged beside its place, where its relative paths resolve.
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    staged = config_path.with_name(f".{config_path.name}.restore-{secrets.token_hex(4)}")
-    _copy_file(source / "pillarbox.toml", staged)
-    try:
-        config = cfg.load(staged)
-        data_dir = config.data_dir
-        store = open_store(config.store.url, data_dir, config.store)
-        if not isinstance(store, SqliteStore):
-            raise UserError(f"the backed-up config's store {config.store.url} is not SQLite")
-        database = Path(store_info["database"])
-        outside = database.parts[0] == "store"
-        in_the_way = [config_path] if config_path.exists() else []
-        if data_dir.exists() and any(data_dir.iterdir()):
-            in_the_way.append(data_dir)
-        if outside:
-            in_the_way += [
-                path
-                for suffix in _STORE_SUFFIXES
-                for path in [store.path.with_name(store.path.name + suffix)]
-                if path.exists()
-            ]
-        if in_the_way and not force:
-            raise UserError(
-                f"{', '.join(map(str, in_the_way))}: in the way (a non-empty data directory "
-                "or existing files); use --force to move them aside"
-            )
-        served = ServerLock(data_dir, store.path)
-        if in_the_way and not served.try_hold("restoring"):
-            raise UserError(f"a server {served.refusal()[0]}: stop it before restoring")
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
+    # no trace. The backed-up config is read where it is, its relative paths resolved
+    # against its new place — nothing staged there, which may be the data directory itself
+    # (`pillarbox demo` keeps its config in it).
+    config = replace(cfg.load(source / "pillarbox.toml"), source=config_path.resolve())
+    data_dir = config.data_dir
+    store = open_store(config.store.url, data_dir, config.store)
+    if not isinstance(store, SqliteStore):
+        raise UserError(f"the backed-up config's store {config.store.url} is not SQLite")
+    database = Path(store_info["database"])
+    outside = database.parts[0] == "store"
+    in_the_way = [data_dir] if data_dir.exists() and any(data_dir.iterdir()) else []
+    if config_path.exists() and not (in_the_way and _inside(config_path, data_dir)):
+        in_the_way.insert(0, config_path)  # a config inside the data dir moves aside with it
+    if outside:
+        in_the_way += [
+            path
+            for suffix in _STORE_SUFFIXES
+            for path in [store.path.with_name(store.path.name + suffix)]
+            if path.exists()
+        ]
+    if in_the_way and not force:
+        raise UserError(
+            f"{', '.join(map(str, in_the_way))}: in the way (a non-empty data directory "
+            "or existing files); use --force to move them aside"
+        )
+    served = ServerLock(data_dir, store.path)
+    if in_the_way and not served.try_hold("restoring"):
+        raise UserError(f"a server {served.refusal()[0]}: stop it before restoring")
     try:
         moved = [_aside(path) for path in in_the_way]
     finally:
         served.release()  # held from the check to the move: no server started on it meanwhile
-    os.replace(staged, config_path)
     result = BackupResult(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     _copy_tree(source / "data", data_dir, lambda p: False, result)
+    _copy_file(source / "pillarbox.toml", config_path)
     if outside:
         _copy_file(source / database, store.path)
     conn = sqlite3.connect(store.path)
