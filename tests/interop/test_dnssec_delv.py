@@ -1,7 +1,7 @@
 """DNSSEC of the hosted zones, validated by BIND's ``delv`` against the live server's
 authoritative DNS, with the DS that ``pillarbox dns records`` prints as the trust anchor: what a
 registrar's parent zone would vouch for. Positive answers (MX, A, TXT, the MX host's TLSA),
-both kinds of denial, and the failures a validator must catch (a key other than the one the
+both kinds of denial (and the NXDOMAIN a Compact Answers OK query gets), and the failures a validator must catch (a key other than the one the
 DS names, signatures past their expiry). Skipped where ``delv`` (bind9-dnsutils) is missing.
 """
 
@@ -57,6 +57,20 @@ def dig(port: int, name: str, rtype: str) -> list[list[str]]:
         check=True,
     )
     return [line.split() for line in done.stdout.splitlines() if line.strip()]
+
+
+def dig_header(port: int, name: str, rtype: str, *options: str) -> tuple[str, str]:
+    """The status and the EDNS flags dig reports for a DO query with ``options``."""
+    done = subprocess.run(
+        ["dig", "@127.0.0.1", "-p", str(port), "+dnssec", *options, name, rtype],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    status = done.stdout.split("status: ", 1)[1].split(",", 1)[0]
+    flags = done.stdout.split("; EDNS: version: 0, flags:", 1)[1].split(";", 1)[0].strip()
+    return status, flags
 
 
 def anchor_file(path: Path, ds_line: str) -> Path:
@@ -124,6 +138,13 @@ def test_delv_validates_the_hosted_zone_from_the_ds_dns_records_prints(tmp_path:
         for name, rtype in ((f"nothing.{DOMAIN}", "A"), (HOST, "AAAA"), (DOMAIN, "TLSA")):
             report = delv(port, anchor, DOMAIN, name, rtype)
             assert "; negative response, fully validated" in report, (name, rtype, report)
+
+        # Compact Answers OK (RFC 9824 §5.1), dig's +coflag: NXDOMAIN for the name that does
+        # not exist, CO echoed; without it NOERROR (the denial delv validated above).
+        nowhere = f"nothing.{DOMAIN}"
+        assert dig_header(port, nowhere, "A", "+coflag") == ("NXDOMAIN", "do co")
+        assert dig_header(port, nowhere, "A") == ("NOERROR", "do")
+        assert dig_header(port, HOST, "AAAA", "+coflag") == ("NOERROR", "do co")
 
         # The shape a resolver sees: one CSK (257, ECDSAP256SHA256) whose tag the DS names,
         # signing the DNSKEY RRset and the data.

@@ -58,9 +58,17 @@ ZONES = zones()
 
 
 async def ask(
-    name: str, rtype: str, *, dnssec: bool = True, payload: int = 1232, source: StaticZones = ZONES
+    name: str,
+    rtype: str,
+    *,
+    dnssec: bool = True,
+    payload: int = 1232,
+    source: StaticZones = ZONES,
+    ednsflags: int = 0,
 ) -> dns.message.Message:
-    query = dns.message.make_query(name, rtype, want_dnssec=dnssec, payload=payload)
+    query = dns.message.make_query(
+        name, rtype, want_dnssec=dnssec, payload=payload, ednsflags=ednsflags
+    )
     reply = await respond(source, query.to_wire(), udp=True)
     assert reply is not None
     return dns.message.from_wire(reply)
@@ -136,6 +144,40 @@ async def test_a_name_that_does_not_exist_gets_a_compact_denial() -> None:
         b"\x01\x00\x04nope\x01a\x04test\x00", bytes(5) + b"\x03" + bytes(10) + b"\x80"
     )
     assert nsec[0].to_wire() == expected
+
+
+async def test_compact_answers_ok_restores_nxdomain() -> None:
+    """RFC 9824 §5.1: a query with CO (dnspython's own bit, the one after DO) gets NXDOMAIN
+    beside the same compact denial, and CO echoed; names that exist, and queries without
+    CO, are answered as before."""
+    plain = await ask("nope.a.test", "A")
+    reply = await ask("nope.a.test", "A", ednsflags=dns.flags.CO)
+    assert reply.rcode() == dns.rcode.NXDOMAIN
+    assert reply.ednsflags & dns.flags.CO and reply.ednsflags & dns.flags.DO
+    assert reply.answer == []
+    assert validated(reply.authority) == {("a.test.", "SOA"), ("nope.a.test.", "NSEC")}
+    assert reply.authority == plain.authority  # the same records, signatures and all
+    assert plain.rcode() == dns.rcode.NOERROR and not plain.ednsflags & dns.flags.CO
+    # A CNAME chain ending in a name that does not exist takes that name's rcode (RFC 6604 §3).
+    chain = await ask("dangling.a.test", "A", ednsflags=dns.flags.CO)
+    assert chain.rcode() == dns.rcode.NXDOMAIN
+    assert validated(chain.answer) == {("dangling.a.test.", "CNAME")}
+    # NODATA, and an empty non-terminal, exist: NOERROR with CO too.
+    for name in ("mx.a.test", "below.a.test"):
+        nodata = await ask(name, "TXT", ednsflags=dns.flags.CO)
+        assert nodata.rcode() == dns.rcode.NOERROR, name
+        assert nodata.ednsflags & dns.flags.CO, name
+    # CO without DO: nothing is signed and the name is NXDOMAIN as it always is unsigned.
+    unsigned = await ask("nope.a.test", "A", dnssec=False, ednsflags=dns.flags.CO)
+    assert unsigned.rcode() == dns.rcode.NXDOMAIN
+    assert [r.rdtype for r in unsigned.authority] == [dns.rdatatype.SOA]
+
+
+async def test_compact_answers_ok_survives_truncation() -> None:
+    """The TC reply to a CO query keeps CO and DO in its OPT, and NXDOMAIN's rcode."""
+    reply = await ask("big.a.test", "TXT", payload=512, ednsflags=dns.flags.CO)
+    assert reply.flags & dns.flags.TC
+    assert reply.ednsflags & dns.flags.CO and reply.ednsflags & dns.flags.DO
 
 
 async def test_nodata_lists_the_types_the_name_has() -> None:

@@ -15,7 +15,10 @@ Implementation notes:
   the reply's OPT) carries each RRset of every section followed by its RRSIG (RFC 4035
   §3.1.1). Denial is compact (RFC 9824 §3, :mod:`pillarbox.dns.signing`): a negative answer
   adds one NSEC at the last name looked up after the SOA, and a name that does not exist is
-  answered NOERROR; without DO it stays NXDOMAIN and nothing is signed. Every name of a
+  answered NOERROR; without DO it stays NXDOMAIN and nothing is signed. A query with the
+  Compact Answers OK flag (CO, RFC 9824 §5.1) gets NXDOMAIN with the same compact denial and
+  CO in the reply's OPT: its resolver reads the NXNAME and restores the rcode for its
+  clients. Every name of a
   signed zone owns that NSEC, so an NSEC query gets it as its answer; a query for the NXNAME
   meta-type gets FORMERR (RFC 9824 §3.5). RRSIG queries are answered as any type the name
   lacks (no RRset of signatures is assembled). AD is never set on a signed zone's answers
@@ -81,6 +84,10 @@ HEADER_LENGTH = 12
 OPCODE_QUERY = 0
 EDNS_VERSION = 0
 BADVERS_EXTENDED = 1  # RFC 6891 §9: BADVERS is 16 = extended RCODE 1, header RCODE 0
+#: RFC 3225 §3: DNSSEC OK, the top bit of the OPT TTL's 16 flag bits.
+EDNS_DO = 0x8000
+#: RFC 9824 §5.1: Compact Answers OK, the flag bit after DO (IANA "EDNS Header Flags" bit 1).
+EDNS_CO = 0x4000
 #: Our largest UDP reply to an EDNS0 client (DNS Flag Day 2020: no IP fragmentation).
 DEFAULT_UDP_PAYLOAD = 1232
 
@@ -301,8 +308,9 @@ def answer_from_zone(zone: StaticZone, request: Any) -> Any:
         node = zone.node(name)
         if node is None:
             negative = True
-            if not zone.exists(name) and not secure:
-                # RFC 9824 §3: a signed answer says NOERROR, its NSEC claiming the name exists.
+            if not zone.exists(name) and (not secure or _edns_flags(request) & EDNS_CO):
+                # RFC 9824 §3: a signed answer says NOERROR, its NSEC claiming the name exists,
+                # unless the resolver takes NXDOMAIN beside that NSEC (CO, RFC 9824 §5.1).
                 reply.header.rcode = RCODE.NXDOMAIN
             break
         if qtype == QTYPE.ANY:
@@ -375,9 +383,23 @@ def _rdata_wire(rr: Any) -> bytes:
     return bytes(buffer.data)
 
 
+def _edns_flags(request: Any) -> int:
+    """The 16 flag bits of the query's OPT (RFC 6891 §6.1.3: the low half of its TTL), 0
+    without one."""
+    return next((rr.ttl & 0xFFFF for rr in request.ar if rr.rtype == QTYPE.OPT), 0)
+
+
 def _dnssec_ok(request: Any) -> bool:
-    """The query's EDNS0 DO bit (RFC 3225 §3: the top bit of the OPT TTL's flags)."""
-    return any(rr.rtype == QTYPE.OPT and rr.ttl & 0x8000 for rr in request.ar)
+    """The query's EDNS0 DO bit (RFC 3225 §3)."""
+    return bool(_edns_flags(request) & EDNS_DO)
+
+
+def _reply_opt(request: Any, udp_payload: int) -> Any:
+    """The reply's OPT: our payload size, with the query's DO (RFC 3225 §3) and CO (RFC 9824
+    §5.1: set in replies to queries with it, by a server that restores NXDOMAIN) copied."""
+    opt = EDNS0(udp_len=udp_payload)
+    opt.ttl |= _edns_flags(request) & (EDNS_DO | EDNS_CO)
+    return opt
 
 
 def _reply_header(request: Any, *, rcode: int, aa: bool) -> Any:
@@ -429,10 +451,8 @@ async def respond(
         reply.add_ar(EDNS0(udp_len=udp_payload, ext_rcode=BADVERS_EXTENDED))
         return bytes(reply.pack())  # dnslib packs into a bytearray
     reply = await _answer(source, request)
-    # RFC 3225 §3: the DO bit of the query is copied into the response.
-    flags = "do" if _dnssec_ok(request) else ""
     if edns is not None:
-        reply.add_ar(EDNS0(udp_len=udp_payload, flags=flags))
+        reply.add_ar(_reply_opt(request, udp_payload))
     packed = bytes(reply.pack())
     if len(packed) <= limit:
         return packed
@@ -443,7 +463,7 @@ async def respond(
     truncated = _reply_header(request, rcode=reply.header.rcode, aa=bool(reply.header.aa))
     truncated.header.tc = 1
     if edns is not None:
-        truncated.add_ar(EDNS0(udp_len=udp_payload, flags=flags))
+        truncated.add_ar(_reply_opt(request, udp_payload))
     return bytes(truncated.pack())
 
 
