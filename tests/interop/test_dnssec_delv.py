@@ -1,8 +1,9 @@
 """DNSSEC of the hosted zones, validated by BIND's ``delv`` against the live server's
 authoritative DNS, with the DS that ``pillarbox dns records`` prints as the trust anchor: what a
 registrar's parent zone would vouch for. Positive answers (MX, A, TXT, the MX host's TLSA),
-both kinds of denial (and the NXDOMAIN a Compact Answers OK query gets), and the failures a validator must catch (a key other than the one the
-DS names, signatures past their expiry). Skipped where ``delv`` (bind9-dnsutils) is missing.
+both kinds of denial (and, asked by dig, the NXDOMAIN a Compact Answers OK query gets), and
+the failures a validator must catch (a key other than the one the DS names, signatures past
+their expiry). Skipped where ``delv`` (bind9-dnsutils) is missing.
 """
 
 from __future__ import annotations
