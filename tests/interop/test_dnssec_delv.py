@@ -161,6 +161,46 @@ def test_delv_validates_the_hosted_zone_from_the_ds_dns_records_prints(tmp_path:
         assert "fully validated" not in report and "resolution failed" in report, report
 
 
+def test_over_the_signing_budget_udp_gets_tc_and_tcp_a_validated_answer(tmp_path: Path) -> None:
+    """``dnssec_signatures_per_second = 1``: a burst of new names over UDP alone mostly gets
+    TC=1 with no records (never an unsigned answer); dig and delv, following TC to TCP as
+    resolvers do, get each name's denial signed, and delv validates it."""
+    port = free_port("127.0.0.1")
+    config = signed_config(tmp_path, port)
+    config = dataclasses.replace(
+        config, dns=dataclasses.replace(config.dns, dnssec_signatures_per_second=1)
+    )
+    (tmp_path / "pillarbox.toml").write_text(cfg.render_toml(config))
+    assert run_pillarbox(tmp_path, "domain", "add", DOMAIN).returncode == 0
+    shown = run_pillarbox(tmp_path, "dns", "records", DOMAIN)
+    (ds_line,) = [line[1:].strip() for line in shown.stdout.splitlines() if "\tDS\t" in line]
+    anchor = anchor_file(tmp_path / "anchor.conf", ds_line)
+    names = [f"flood{n}.{DOMAIN}" for n in range(5)]
+    with LiveServer(config):
+        # One dig, five queries over UDP only: at most two signatures' worth pass in the
+        # milliseconds they take (the bucket's one and a second's refill).
+        burst = subprocess.run(
+            ["dig", "@127.0.0.1", "-p", str(port), "+dnssec", "+notcp", "+ignore"]
+            + [arg for name in names for arg in (name, "A")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        headers = [line for line in burst.splitlines() if line.startswith(";; flags:")]
+        assert len(headers) == len(names), burst
+        truncated = [h for h in headers if "tc" in h.split("flags:")[1].split(";")[0].split()]
+        assert len(truncated) >= 3, burst
+        assert all("AUTHORITY: 0," in h for h in truncated), burst
+        # Those answered are signed: an RRSIG over the SOA and one over the NSEC each.
+        signatures = [line for line in burst.splitlines() if "\tRRSIG\t" in line]
+        assert len(signatures) == 2 * (len(names) - len(truncated)), burst
+        for name in names:
+            assert dig_header(port, name, "A") == ("NOERROR", "do"), name
+            report = delv(port, anchor, DOMAIN, name, "A")
+            assert "; negative response, fully validated" in report, (name, report)
+
+
 async def test_delv_rejects_expired_signatures(tmp_path: Path) -> None:
     """Signatures made a month ago with a fortnight's validity have expired: the same zone
     and anchor that validate with a signer on today's clock fail."""
