@@ -7,7 +7,8 @@ Measured: µs per query (the best of 5 runs of N queries, 2,000 by default) for 
 answer (``mail.<domain> A``) and for names that do not exist, each a new name (a flood of
 random subdomains), unsigned (no DO) and signed (DO). A positive answer's signatures come
 from the cache after the first query; each new name costs one NSEC signature (ECDSA P-256),
-the SOA's being cached.
+the SOA's being cached. The last line is the same flood over a spent signing budget
+(``[dns] dnssec_signatures_per_second``): each signed answer is a TC=1 reply instead.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import dns.message
 
 from pillarbox.dns.authoritative import StaticZone, StaticZones, respond
 from pillarbox.dns.records import required_records
-from pillarbox.dns.signing import ZoneKey, ZoneSigner, new_key_pem
+from pillarbox.dns.signing import SignatureBudget, ZoneKey, ZoneSigner, new_key_pem
 
 DOMAIN = "example.org"
 
@@ -50,6 +51,14 @@ def main() -> None:
         plain = min(asyncio.run(per_query(zones, names(), False)) for _ in range(5))
         signed = min(asyncio.run(per_query(zones, names(), True)) for _ in range(5))
         print(f"{label:<24} {plain:>12.1f} {signed:>10.1f}")
+    spent = SignatureBudget(1, clock=lambda: 0.0)
+    spent.take()  # a frozen clock: it never refills
+    limited = ZoneSigner(ZoneKey(DOMAIN, new_key_pem()), budget=spent)
+    over = StaticZones([StaticZone(DOMAIN, records.records, signer=limited)])
+    names = [next(fresh) for _ in range(count)]
+    plain = min(asyncio.run(per_query(over, names, False)) for _ in range(5))
+    deferred = min(asyncio.run(per_query(over, names, True)) for _ in range(5))
+    print(f"{'over budget (TC)':<24} {plain:>12.1f} {deferred:>10.1f}")
 
 
 if __name__ == "__main__":

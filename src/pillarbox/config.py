@@ -841,6 +841,11 @@ class DnsSection:
     dnssec_signature_cache: int = _f(
         10_000, "Signatures kept per zone between queries (a full cache starts over)."
     )
+    dnssec_signatures_per_second: int = _f(
+        200,
+        "New signatures a second (all zones); over it, a UDP answer needing one gets TC=1 and "
+        "is signed when asked over TCP (about 0.6 ms of CPU each: docs/dane.md). 0: no limit.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1799,8 +1804,9 @@ def _validate_dnssec(dns: DnsSection) -> None:
     for key in ("dnssec_validity", "dnssec_refresh", "dnssec_signature_cache"):
         if getattr(dns, key) <= 0:
             raise ConfigError(f"dns.{key}", f"must be positive, got {getattr(dns, key)}")
-    if dns.dnssec_inception_offset < 0:
-        raise ConfigError("dns.dnssec_inception_offset", "must be 0 or more")
+    for key in ("dnssec_inception_offset", "dnssec_signatures_per_second"):
+        if getattr(dns, key) < 0:
+            raise ConfigError(f"dns.{key}", f"must be 0 or more, got {getattr(dns, key)}")
     if dns.dnssec_refresh >= dns.dnssec_validity:
         raise ConfigError(
             "dns.dnssec_refresh",

@@ -8,6 +8,7 @@ gets it: landmarks, headings, names of controls) and the DOM; the keyboard is th
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from pathlib import Path
@@ -24,7 +25,9 @@ if not Path("/usr/bin/chromium").exists():
 import test_browser_webmail as webmail
 from test_browser_webmail import ALICE, Page, base, login, message, smtp_deliver, sync_api
 
-from pillarbox.testing.live import TEST_PASSWORD, LiveServer
+from pillarbox import config as cfg
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.testing.testca import make_ca
 from pillarbox.testing.webclient import deliver, mailbox_id
 
 # The webmail tests' browser, live server and page fixtures: bound here, pytest finds them.
@@ -257,6 +260,34 @@ def test_pages_reflow_at_320_pixels(server: LiveServer, new_page: Any) -> None:
         ".view-toggle a", "es => es.map(e => e.getClientRects().length)"
     )
     assert boxes == [1, 1], boxes
+
+
+def test_a_signed_domains_page_fits_at_1280_and_reflows_at_320(
+    tmp_path: Path, new_page: Any
+) -> None:
+    """The domain page of a signed zone with a TLSA: its long DNSKEY, DS and TLSA values wrap
+    or scroll inside their table, never the page (WCAG 1.4.10), and its headings hold."""
+    host = "mail.example.org"
+    cert, key = make_ca(tmp_path).issue(host)
+    config = loopback_config(tmp_path / "data", only=["http"])
+    config = dataclasses.replace(
+        config,
+        server=dataclasses.replace(config.server, hostname=host),
+        tls=cfg.TlsSection(cert=str(cert), key=str(key)),
+        dns=dataclasses.replace(config.dns, dnssec=True),
+    )
+    with LiveServer(config) as signed:
+        signed.add_domain("example.org")
+        for width in (1280, 320):
+            page = new_page(viewport={"width": width, "height": 800})
+            sign_in_admin(signed, page, f"root{width}@example.org")
+            page.goto(base(signed) + "/admin/domains/example.org")
+            assert structure_problems(page) == [], width
+            cells = page.locator("#secure-heading ~ table td:nth-child(2)").all_inner_texts()
+            assert cells == ["TLSA", "DNSKEY", "DS"], cells
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 1, width
+            page.screenshot(path=str(tmp_path / f"domain-{width}.png"), full_page=True)
 
 
 # -- keyboard journeys ---------------------------------------------------------------------------

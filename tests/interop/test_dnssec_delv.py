@@ -1,8 +1,9 @@
 """DNSSEC of the hosted zones, validated by BIND's ``delv`` against the live server's
 authoritative DNS, with the DS that ``pillarbox dns records`` prints as the trust anchor: what a
 registrar's parent zone would vouch for. Positive answers (MX, A, TXT, the MX host's TLSA),
-both kinds of denial, and the failures a validator must catch (a key other than the one the
-DS names, signatures past their expiry). Skipped where ``delv`` (bind9-dnsutils) is missing.
+both kinds of denial (and, asked by dig, the NXDOMAIN a Compact Answers OK query gets), and
+the failures a validator must catch (a key other than the one the DS names, signatures past
+their expiry). Skipped where ``delv`` (bind9-dnsutils) is missing.
 """
 
 from __future__ import annotations
@@ -57,6 +58,20 @@ def dig(port: int, name: str, rtype: str) -> list[list[str]]:
         check=True,
     )
     return [line.split() for line in done.stdout.splitlines() if line.strip()]
+
+
+def dig_header(port: int, name: str, rtype: str, *options: str) -> tuple[str, str]:
+    """The status and the EDNS flags dig reports for a DO query with ``options``."""
+    done = subprocess.run(
+        ["dig", "@127.0.0.1", "-p", str(port), "+dnssec", *options, name, rtype],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    status = done.stdout.split("status: ", 1)[1].split(",", 1)[0]
+    flags = done.stdout.split("; EDNS: version: 0, flags:", 1)[1].split(";", 1)[0].strip()
+    return status, flags
 
 
 def anchor_file(path: Path, ds_line: str) -> Path:
@@ -125,6 +140,13 @@ def test_delv_validates_the_hosted_zone_from_the_ds_dns_records_prints(tmp_path:
             report = delv(port, anchor, DOMAIN, name, rtype)
             assert "; negative response, fully validated" in report, (name, rtype, report)
 
+        # Compact Answers OK (RFC 9824 §5.1), dig's +coflag: NXDOMAIN for the name that does
+        # not exist, CO echoed; without it NOERROR (the denial delv validated above).
+        nowhere = f"nothing.{DOMAIN}"
+        assert dig_header(port, nowhere, "A", "+coflag") == ("NXDOMAIN", "do co")
+        assert dig_header(port, nowhere, "A") == ("NOERROR", "do")
+        assert dig_header(port, HOST, "AAAA", "+coflag") == ("NOERROR", "do co")
+
         # The shape a resolver sees: one CSK (257, ECDSAP256SHA256) whose tag the DS names,
         # signing the DNSKEY RRset and the data.
         keys = dig(port, DOMAIN, "DNSKEY")
@@ -137,6 +159,46 @@ def test_delv_validates_the_hosted_zone_from_the_ds_dns_records_prints(tmp_path:
         wrong = anchor_file(tmp_path / "wrong.conf", other)
         report = delv(port, wrong, DOMAIN, DOMAIN, "MX")
         assert "fully validated" not in report and "resolution failed" in report, report
+
+
+def test_over_the_signing_budget_udp_gets_tc_and_tcp_a_validated_answer(tmp_path: Path) -> None:
+    """``dnssec_signatures_per_second = 1``: a burst of new names over UDP alone mostly gets
+    TC=1 with no records (never an unsigned answer); dig and delv, following TC to TCP as
+    resolvers do, get each name's denial signed, and delv validates it."""
+    port = free_port("127.0.0.1")
+    config = signed_config(tmp_path, port)
+    config = dataclasses.replace(
+        config, dns=dataclasses.replace(config.dns, dnssec_signatures_per_second=1)
+    )
+    (tmp_path / "pillarbox.toml").write_text(cfg.render_toml(config))
+    assert run_pillarbox(tmp_path, "domain", "add", DOMAIN).returncode == 0
+    shown = run_pillarbox(tmp_path, "dns", "records", DOMAIN)
+    (ds_line,) = [line[1:].strip() for line in shown.stdout.splitlines() if "\tDS\t" in line]
+    anchor = anchor_file(tmp_path / "anchor.conf", ds_line)
+    names = [f"flood{n}.{DOMAIN}" for n in range(5)]
+    with LiveServer(config):
+        # One dig, five queries over UDP only: at most two signatures' worth pass in the
+        # milliseconds they take (the bucket's one and a second's refill).
+        burst = subprocess.run(
+            ["dig", "@127.0.0.1", "-p", str(port), "+dnssec", "+notcp", "+ignore"]
+            + [arg for name in names for arg in (name, "A")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        headers = [line for line in burst.splitlines() if line.startswith(";; flags:")]
+        assert len(headers) == len(names), burst
+        truncated = [h for h in headers if "tc" in h.split("flags:")[1].split(";")[0].split()]
+        assert len(truncated) >= 3, burst
+        assert all("AUTHORITY: 0," in h for h in truncated), burst
+        # Those answered are signed: an RRSIG over the SOA and one over the NSEC each.
+        signatures = [line for line in burst.splitlines() if "\tRRSIG\t" in line]
+        assert len(signatures) == 2 * (len(names) - len(truncated)), burst
+        for name in names:
+            assert dig_header(port, name, "A") == ("NOERROR", "do"), name
+            report = delv(port, anchor, DOMAIN, name, "A")
+            assert "; negative response, fully validated" in report, (name, report)
 
 
 async def test_delv_rejects_expired_signatures(tmp_path: Path) -> None:

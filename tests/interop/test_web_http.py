@@ -4,7 +4,9 @@ uploads and their limits, live updates, settings, admin, autoconfig."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
 import html
 import json
 import logging
@@ -19,6 +21,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import dns.message
+import dns.name
+import dns.query
+import dns.rdataclass
+import dns.rdatatype
 import httpx
 import pytest
 from imapclient import IMAPClient
@@ -35,9 +42,11 @@ from pillarbox.store.types import (
     NewQueueRecipient,
     SpecialUse,
 )
+from pillarbox.testing.command import run_pillarbox
 from pillarbox.testing.davclient import dav_client
-from pillarbox.testing.live import NO_DNS, TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.testing.live import NO_DNS, TEST_PASSWORD, LiveServer, free_port, loopback_config
 from pillarbox.testing.polling import wait_for
+from pillarbox.testing.testca import make_ca
 from pillarbox.testing.webclient import (
     WebSession,
     deliver,
@@ -1654,6 +1663,76 @@ def test_admin_dns_records_are_the_ones_the_cli_prints_and_the_dns_server_serves
             (r["name"], r["type"], r["value"]) for r in shown
         }
         assert "192.0.2.7" in admin.get("/admin/domains/example.org").text
+        # Unsigned, with the self-signed certificate: no TLSA, DNSKEY nor DS, and why not.
+        secure = admin.api("GET", "/admin/domains/example.org/dns").json()
+        assert (secure["tlsa"], secure["dnskey"], secure["ds"]) == (None, None, None)
+        assert "self-signed certificate is made anew" in secure["no_tlsa"]
+        page = html.unescape(admin.get("/admin/domains/example.org").text)
+        assert "DNSSEC: the zone is not signed" in page and "\tDS\t" not in page
+
+
+def test_admin_domain_page_shows_the_tlsa_dnskey_and_ds_dns_records_prints(
+    tmp_path: Path,
+) -> None:
+    """With ``[dns] dnssec`` and a certificate whose key stays, the domain page and its API
+    show the MX host's TLSA and the zone's DNSKEY and DS in ``pillarbox dns records``'s words
+    (its zone-file fragment, line for line), and the DNSKEY is the one our DNS server serves."""
+    host = "mail.example.org"
+    cert, key = make_ca(tmp_path).issue(host)
+    dns_port = free_port("127.0.0.1")
+    base = loopback_config(tmp_path / "data", only=["http"])
+    config = dataclasses.replace(
+        base,
+        server=dataclasses.replace(base.server, hostname=host),
+        tls=cfg.TlsSection(cert=str(cert), key=str(key)),
+        dns=dataclasses.replace(
+            base.dns,
+            addresses=("192.0.2.7",),
+            authoritative_enabled=True,
+            authoritative_address="127.0.0.1",
+            authoritative_port=dns_port,
+            dnssec=True,
+        ),
+    )
+    (tmp_path / "pillarbox.toml").write_text(cfg.render_toml(config))
+    assert run_pillarbox(tmp_path, "domain", "add", "example.org").returncode == 0
+    printed = run_pillarbox(tmp_path, "dns", "records", "example.org")
+    assert printed.returncode == 0, printed.stderr
+    with LiveServer(config) as server:
+        server.add_account("root@example.org", TEST_PASSWORD, is_admin=True)
+        admin = WebSession(server)
+        assert admin.login("root@example.org").status_code == 303
+        shown = admin.api("GET", "/admin/domains/example.org/dns").json()
+        # The CLI prints the same fragment, then the MTA-STS policy.
+        assert printed.stdout.startswith(shown["zone"]), (printed.stdout, shown["zone"])
+        assert "\tDS\t" in shown["zone"] and "\tTLSA\t" in shown["zone"]
+        tlsa, dnskey, ds = shown["tlsa"], shown["dnskey"], shown["ds"]
+        assert (tlsa["name"], tlsa["type"]) == (f"_25._tcp.{host}", "TLSA")
+        assert tlsa["value"].startswith("3 1 1 ") and shown["no_tlsa"] == ""
+        assert (dnskey["name"], dnskey["type"], ds["name"], ds["type"]) == (
+            "example.org",
+            "DNSKEY",
+            "example.org",
+            "DS",
+        )
+        assert f"{ds['value']}" in printed.stdout and dnskey["value"].startswith("257 3 13 ")
+        page = admin.get("/admin/domains/example.org")
+        text = html.unescape(page.text)
+        for record in (tlsa, dnskey, ds):
+            assert f"<code>{record['value']}</code>" in text, record["type"]
+        assert shown["zone"] in text
+        assert "give the registrar this DS record for the parent zone" in text
+        # The DNSKEY is the one the DNS server signs with, asked for over UDP.
+        query = dns.message.make_query("example.org", "DNSKEY", want_dnssec=True)
+        reply = dns.query.udp(query, "127.0.0.1", port=dns_port, timeout=5)
+        (served,) = reply.find_rrset(
+            reply.answer,
+            dns.name.from_text("example.org."),
+            dns.rdataclass.IN,
+            dns.rdatatype.DNSKEY,
+        )
+        flags, _protocol, _algorithm, key_text = dnskey["value"].split()
+        assert (served.flags, served.key) == (int(flags), base64.b64decode(key_text))
 
 
 # -- autoconfig ----------------------------------------------------------------------------------

@@ -204,6 +204,7 @@ def test_failure_reports_default_to_the_aggregate_sender(tmp_path: Path) -> None
         ("[dns]\ndnssec_refresh = 1209600\n", "dns.dnssec_refresh"),
         ("[dns]\ndnssec_inception_offset = -1\n", "dns.dnssec_inception_offset"),
         ("[dns]\ndnssec_signature_cache = 0\n", "dns.dnssec_signature_cache"),
+        ("[dns]\ndnssec_signatures_per_second = -1\n", "dns.dnssec_signatures_per_second"),
     ],
 )
 def test_tls_report_and_dnssec_settings_are_checked(tmp_path: Path, text: str, key: str) -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dns.dnssec
+import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
@@ -173,6 +174,22 @@ async def test_nodes_over_one_store_sign_with_the_stored_key(tmp_path: Path) -> 
     finally:
         await second.close()
         await first.close()
+
+
+async def test_the_signing_budget_is_shared_by_every_zone(store: SqliteStore) -> None:
+    """``signatures_per_second`` bounds the zones together: a flood spread over them is
+    deferred (TC) as one aimed at a single zone is."""
+    clock = Clock()  # frozen: the bucket does not refill
+    policy = SigningPolicy(signatures_per_second=2)
+    zones = HostedZones(store, mail_host=f"mail.{DOMAIN}", signing=policy, clock=clock)
+    first = await ask(zones, f"x.{DOMAIN}", "A")  # its SOA and NSEC: the two allowed
+    assert not first.flags & dns.flags.TC
+    assert [r.rdtype for r in first.authority].count(dns.rdatatype.RRSIG) == 2
+    other_zone = await ask(zones, f"y.sub.{DOMAIN}", "A")
+    assert other_zone.flags & dns.flags.TC and other_zone.authority == []
+    unlimited = HostedZones(store, mail_host=f"mail.{DOMAIN}", signing=SigningPolicy())
+    for name in (f"x.{DOMAIN}", f"y.sub.{DOMAIN}", f"z.sub.{DOMAIN}"):
+        assert not (await ask(unlimited, name, "A")).flags & dns.flags.TC, name
 
 
 async def test_unsigned_unless_asked(store: SqliteStore) -> None:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pillarbox.dns.authoritative import SoaSettings, StaticZone, StaticZones, respond
 from pillarbox.dns.records import DnsRecord
 from pillarbox.dns.signing import (
+    SignatureBudget,
     SigningPolicy,
     ZoneKey,
     ZoneKeyError,
@@ -58,9 +59,17 @@ ZONES = zones()
 
 
 async def ask(
-    name: str, rtype: str, *, dnssec: bool = True, payload: int = 1232, source: StaticZones = ZONES
+    name: str,
+    rtype: str,
+    *,
+    dnssec: bool = True,
+    payload: int = 1232,
+    source: StaticZones = ZONES,
+    ednsflags: int = 0,
 ) -> dns.message.Message:
-    query = dns.message.make_query(name, rtype, want_dnssec=dnssec, payload=payload)
+    query = dns.message.make_query(
+        name, rtype, want_dnssec=dnssec, payload=payload, ednsflags=ednsflags
+    )
     reply = await respond(source, query.to_wire(), udp=True)
     assert reply is not None
     return dns.message.from_wire(reply)
@@ -136,6 +145,86 @@ async def test_a_name_that_does_not_exist_gets_a_compact_denial() -> None:
         b"\x01\x00\x04nope\x01a\x04test\x00", bytes(5) + b"\x03" + bytes(10) + b"\x80"
     )
     assert nsec[0].to_wire() == expected
+
+
+async def test_compact_answers_ok_restores_nxdomain() -> None:
+    """RFC 9824 §5.1: a query with CO (dnspython's own bit, the one after DO) gets NXDOMAIN
+    beside the same compact denial, and CO echoed; names that exist, and queries without
+    CO, are answered as before."""
+    plain = await ask("nope.a.test", "A")
+    reply = await ask("nope.a.test", "A", ednsflags=dns.flags.CO)
+    assert reply.rcode() == dns.rcode.NXDOMAIN
+    assert reply.ednsflags & dns.flags.CO and reply.ednsflags & dns.flags.DO
+    assert reply.answer == []
+    assert validated(reply.authority) == {("a.test.", "SOA"), ("nope.a.test.", "NSEC")}
+    assert reply.authority == plain.authority  # the same records, signatures and all
+    assert plain.rcode() == dns.rcode.NOERROR and not plain.ednsflags & dns.flags.CO
+    # A CNAME chain ending in a name that does not exist takes that name's rcode (RFC 6604 §3).
+    chain = await ask("dangling.a.test", "A", ednsflags=dns.flags.CO)
+    assert chain.rcode() == dns.rcode.NXDOMAIN
+    assert validated(chain.answer) == {("dangling.a.test.", "CNAME")}
+    # NODATA, and an empty non-terminal, exist: NOERROR with CO too.
+    for name in ("mx.a.test", "below.a.test"):
+        nodata = await ask(name, "TXT", ednsflags=dns.flags.CO)
+        assert nodata.rcode() == dns.rcode.NOERROR, name
+        assert nodata.ednsflags & dns.flags.CO, name
+    # CO without DO: nothing is signed and the name is NXDOMAIN as it always is unsigned.
+    unsigned = await ask("nope.a.test", "A", dnssec=False, ednsflags=dns.flags.CO)
+    assert unsigned.rcode() == dns.rcode.NXDOMAIN
+    assert [r.rdtype for r in unsigned.authority] == [dns.rdatatype.SOA]
+
+
+async def test_compact_answers_ok_survives_truncation() -> None:
+    """The TC reply to a CO query keeps CO and DO in its OPT, and NXDOMAIN's rcode."""
+    reply = await ask("big.a.test", "TXT", payload=512, ednsflags=dns.flags.CO)
+    assert reply.flags & dns.flags.TC
+    assert reply.ednsflags & dns.flags.CO and reply.ednsflags & dns.flags.DO
+
+
+def test_the_signature_budget_is_a_bucket_of_one_seconds_worth() -> None:
+    now = [100.0]
+    budget = SignatureBudget(2, clock=lambda: now[0])
+    assert [budget.take(), budget.take(), budget.take()] == [True, True, False]
+    assert budget.over_budget == 1
+    now[0] += 0.5  # half a second refills one
+    assert [budget.take(), budget.take()] == [True, False]
+    now[0] += 60.0  # an idle minute still holds one second's worth
+    assert [budget.take(), budget.take(), budget.take()] == [True, True, False]
+    assert budget.over_budget == 3
+    with pytest.raises(ValueError, match="must be positive"):
+        SignatureBudget(0)
+
+
+async def test_over_the_budget_udp_answers_needing_a_signature_get_tc() -> None:
+    """signing.py notes: a new signature over the budget is not made for a UDP answer: TC,
+    no records, DO and CO echoed; over TCP the same question is signed (and validates), and
+    answers whose signatures are cached are served over UDP as ever."""
+    budget = SignatureBudget(2, clock=lambda: 0.0)  # a frozen clock: nothing refills
+    source = zones(ZoneSigner(KEY, budget=budget))
+    first = await ask("new1.a.test", "A", source=source)  # SOA and NSEC: two signatures
+    assert first.rcode() == dns.rcode.NOERROR and not first.flags & dns.flags.TC
+    assert validated(first.authority) == {("a.test.", "SOA"), ("new1.a.test.", "NSEC")}
+    deferred = await ask("new2.a.test", "A", source=source, ednsflags=dns.flags.CO)
+    assert deferred.flags & dns.flags.TC and deferred.flags & dns.flags.AA
+    assert deferred.answer == deferred.authority == [] and deferred.additional == []
+    assert deferred.ednsflags & dns.flags.DO and deferred.ednsflags & dns.flags.CO
+    assert deferred.rcode() == dns.rcode.NOERROR and budget.over_budget == 1
+    again = await ask("new3.a.test", "A", source=source)
+    assert again.flags & dns.flags.TC and budget.over_budget == 2
+    # The retry over TCP is signed, over the budget.
+    query = dns.message.make_query("new3.a.test", "A", want_dnssec=True)
+    wire = await respond(source, query.to_wire(), udp=False)
+    assert wire is not None
+    over_tcp = dns.message.from_wire(wire)
+    assert not over_tcp.flags & dns.flags.TC
+    assert validated(over_tcp.authority) == {("a.test.", "SOA"), ("new3.a.test.", "NSEC")}
+    assert budget.over_budget == 3  # counted, not refused
+    # Cached signatures cost nothing: new1's denial, asked again over UDP, is answered.
+    cached = await ask("new1.a.test", "A", source=source)
+    assert not cached.flags & dns.flags.TC and cached.authority == first.authority
+    # Unsigned answers (no DO) never need the budget.
+    plain = await ask("new4.a.test", "A", source=source, dnssec=False)
+    assert plain.rcode() == dns.rcode.NXDOMAIN and not plain.flags & dns.flags.TC
 
 
 async def test_nodata_lists_the_types_the_name_has() -> None:

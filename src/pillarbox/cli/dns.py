@@ -35,10 +35,15 @@ from pillarbox.dns.check import (
     check_tlsa,
     format_findings,
 )
-from pillarbox.dns.hosted import hosted_records, record_policy, zone_key
-from pillarbox.dns.records import DnsRecord, DomainRecords, tlsa_record
+from pillarbox.dns.hosted import hosted_records, record_policy
+from pillarbox.dns.records import DnsRecord, DomainRecords
 from pillarbox.dns.resolver import DnsResolver
-from pillarbox.dns.signing import ZoneKey
+from pillarbox.dns.securerecords import (
+    SecureRecords,
+    config_zone_key,
+    secure_records,
+    zone_text,
+)
 from pillarbox.errors import NotFound
 from pillarbox.mail.address import parse_address
 from pillarbox.net.acmefiles import served_certificate
@@ -93,41 +98,6 @@ async def _report_mailboxes(store: Store, config: Config, name: str) -> list[Fin
     return findings
 
 
-def _tlsa_lines(config: Config) -> list[str]:
-    """The zone-file lines of the MX host's TLSA record, or a comment saying why there is none."""
-    host = config.server.hostname
-    der, unstable = served_certificate(config)
-    if der is None or unstable:
-        return [f"; DANE: no TLSA record offered for {host}: {unstable}"]
-    record = tlsa_record(host, der)
-    return [
-        f"; {record.purpose}, in the zone of {host}: honoured only where that zone is "
-        "DNSSEC-signed; publish the next key's record beside it before the key changes",
-        record.zone_line(),
-    ]
-
-
-async def _zone_key(store: Store, config: Config, domain: str) -> ZoneKey | None:
-    """The key the domain's zone is signed with (made now if the zone has none yet, the one
-    the server then signs with); None when ``[dns] dnssec`` is off."""
-    if not config.dns.dnssec:
-        return None
-    return await zone_key(store, provisioning.normalise_domain(domain), datetime.now(UTC))
-
-
-def _dnssec_lines(key: ZoneKey | None, ttl: int) -> list[str]:
-    """Comment lines with the zone's DNSKEY and the DS to give the registrar."""
-    if key is None:
-        return ["; DNSSEC: the zone is not signed (dns.dnssec is off; see docs/dane.md)"]
-    return [
-        f"; DNSSEC: our DNS server signs the zone with this key (tag {key.key_tag}):",
-        f";   {key.dnskey_record(ttl).zone_line()}",
-        "; give the registrar this DS record for the parent zone (or the DNSKEY if it asks for "
-        "a key):",
-        f";   {key.ds_record(ttl).zone_line()}",
-    ]
-
-
 _ADDRESS_OPTION = click.option(
     "--address",
     "addresses",
@@ -152,14 +122,13 @@ def dns_records(state: CliState, domain: str, addresses: tuple[str, ...]) -> Non
 
     config = state.load()
 
-    async def from_store(store: Store) -> tuple[DomainRecords, ZoneKey | None]:
+    async def from_store(store: Store) -> tuple[DomainRecords, SecureRecords]:
         records = await _records(store, config, domain, addresses)
-        return records, await _zone_key(store, config, domain)
+        ttl = records.records[0].ttl
+        return records, await secure_records(store, config, records.domain, ttl)
 
-    records, key = run_store(config, from_store)
-    click.echo(records.zone(), nl=False)
-    for line in _tlsa_lines(config) + _dnssec_lines(key, records.records[0].ttl):
-        click.echo(line)
+    records, secure = run_store(config, from_store)
+    click.echo(zone_text(records, secure), nl=False)
     click.echo(f"; MTA-STS policy, to serve at {records.mta_sts_url}:")
     for line in records.mta_sts_policy.splitlines():
         click.echo(f";   {line}")
@@ -178,7 +147,7 @@ def dns_check(state: CliState, domain: str, addresses: tuple[str, ...], as_json:
 
     async def from_store(store: Store) -> tuple[DomainRecords, list[Finding], DnsRecord | None]:
         records = await _records(store, config, domain, addresses)
-        key = await _zone_key(store, config, domain)
+        key = await config_zone_key(store, config, domain)
         ds = None if key is None else key.ds_record(records.records[0].ttl)
         return records, await _report_mailboxes(store, config, domain), ds
 

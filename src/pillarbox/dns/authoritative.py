@@ -15,7 +15,10 @@ Implementation notes:
   the reply's OPT) carries each RRset of every section followed by its RRSIG (RFC 4035
   §3.1.1). Denial is compact (RFC 9824 §3, :mod:`pillarbox.dns.signing`): a negative answer
   adds one NSEC at the last name looked up after the SOA, and a name that does not exist is
-  answered NOERROR; without DO it stays NXDOMAIN and nothing is signed. Every name of a
+  answered NOERROR; without DO it stays NXDOMAIN and nothing is signed. A query with the
+  Compact Answers OK flag (CO, RFC 9824 §5.1) gets NXDOMAIN with the same compact denial and
+  CO in the reply's OPT: its resolver reads the NXNAME and restores the rcode for its
+  clients. Every name of a
   signed zone owns that NSEC, so an NSEC query gets it as its answer; a query for the NXNAME
   meta-type gets FORMERR (RFC 9824 §3.5). RRSIG queries are answered as any type the name
   lacks (no RRset of signatures is assembled). AD is never set on a signed zone's answers
@@ -36,9 +39,11 @@ Implementation notes:
 * UDP answers fit 512 octets, or the EDNS0 payload the query offers capped by ours (RFC 6891
   §6.2.5); a larger answer goes out with TC set and no records (RFC 2181 §9) and the client asks
   again over TCP. Signatures count: a signed answer that does not fit is truncated whole
-  (RFC 4035 §3.1.1 lets no RRset go without its RRSIG). TCP messages carry a two-octet length
-  (RFC 1035 §4.2.2); one connection may carry many queries, answered in order (RFC 7766
-  §6.2.1.1), until it idles out.
+  (RFC 4035 §3.1.1 lets no RRset go without its RRSIG). A UDP answer that needs a new
+  signature over the signer's budget (:class:`~pillarbox.dns.signing.SignatureBudget`) is
+  sent the same way, TC and no records, and is signed when asked again over TCP. TCP
+  messages carry a two-octet length (RFC 1035 §4.2.2); one connection may carry many
+  queries, answered in order (RFC 7766 §6.2.1.1), until it idles out.
 * Malformed queries get FORMERR when the header is readable and are dropped otherwise; a packet
   with QR set is never answered (no reflection loops); opcodes other than QUERY get NOTIMP; an
   EDNS version other than 0 gets BADVERS (RFC 6891 §6.1.3). A source that fails gives SERVFAIL.
@@ -70,7 +75,7 @@ from dnslib import (
 )
 
 from pillarbox.dns.records import DnsRecord, character_strings, normalise_name
-from pillarbox.dns.signing import NXNAME, ZoneSigner, nsec_rdata
+from pillarbox.dns.signing import NXNAME, SigningDeferred, ZoneSigner, nsec_rdata
 from pillarbox.errors import InvalidName, UserError
 from pillarbox.observability.log import Log
 
@@ -81,6 +86,12 @@ HEADER_LENGTH = 12
 OPCODE_QUERY = 0
 EDNS_VERSION = 0
 BADVERS_EXTENDED = 1  # RFC 6891 §9: BADVERS is 16 = extended RCODE 1, header RCODE 0
+#: RFC 3225 §3: DNSSEC OK, the top bit of the OPT TTL's 16 flag bits.
+EDNS_DO = 0x8000
+#: RFC 9824 §5.1: Compact Answers OK, the flag bit after DO (IANA "EDNS Header Flags" bit 1).
+EDNS_CO = 0x4000
+#: A deferred signing is logged the first time and then once per this many.
+OVER_BUDGET_LOG_EVERY = 1000
 #: Our largest UDP reply to an EDNS0 client (DNS Flag Day 2020: no IP fragmentation).
 DEFAULT_UDP_PAYLOAD = 1232
 
@@ -286,8 +297,10 @@ def _additional(zone: StaticZone, answers: list[Any]) -> list[Any]:
     return extra
 
 
-def answer_from_zone(zone: StaticZone, request: Any) -> Any:
-    """The authoritative reply to a parsed one-question QUERY for a name inside ``zone``."""
+def answer_from_zone(zone: StaticZone, request: Any, *, deferrable: bool = False) -> Any:
+    """The authoritative reply to a parsed one-question QUERY for a name inside ``zone``.
+    ``deferrable`` (a UDP query): raise :class:`SigningDeferred` rather than sign over the
+    signing budget."""
     question = request.q
     reply = _reply_header(request, rcode=RCODE.NOERROR, aa=True)
     name, qtype = _key(question.qname), question.qtype
@@ -295,14 +308,15 @@ def answer_from_zone(zone: StaticZone, request: Any) -> Any:
     if zone.signer is not None and qtype == QTYPE.NSEC:
         # Every name of a signed zone owns an NSEC (module notes): the one a denial would carry.
         reply.add_answer(_denial(zone, question.qname, name))
-        return _signed(zone, reply) if secure else reply
+        return _signed(zone, reply, deferrable=deferrable) if secure else reply
     negative = False
     for link in range(MAX_CNAME_CHAIN):
         node = zone.node(name)
         if node is None:
             negative = True
-            if not zone.exists(name) and not secure:
-                # RFC 9824 §3: a signed answer says NOERROR, its NSEC claiming the name exists.
+            if not zone.exists(name) and (not secure or _edns_flags(request) & EDNS_CO):
+                # RFC 9824 §3: a signed answer says NOERROR, its NSEC claiming the name exists,
+                # unless the resolver takes NXDOMAIN beside that NSEC (CO, RFC 9824 §5.1).
                 reply.header.rcode = RCODE.NXDOMAIN
             break
         if qtype == QTYPE.ANY:
@@ -327,7 +341,7 @@ def answer_from_zone(zone: StaticZone, request: Any) -> Any:
     for rr in _additional(zone, reply.rr):
         reply.add_ar(rr)
     if secure:
-        return _signed(zone, reply)
+        return _signed(zone, reply, deferrable=deferrable)
     if zone.authentic and (request.header.ad or _dnssec_ok(request)):
         reply.header.ad = 1  # RFC 4035 §3.1.6, RFC 6840 §5.8
     return reply
@@ -341,7 +355,7 @@ def _denial(zone: StaticZone, owner: Any, name: str) -> Any:
     return RR(owner, QTYPE.NSEC, ttl=zone.negative_ttl, rdata=RD(nsec_rdata(name, types)))
 
 
-def _signed(zone: StaticZone, reply: Any) -> Any:
+def _signed(zone: StaticZone, reply: Any, *, deferrable: bool) -> Any:
     """``reply`` with each RRset of every section followed by its RRSIG (RFC 4035 §3.1.1)."""
     signer = zone.signer
     assert signer is not None  # only signed zones' answers come here
@@ -352,7 +366,8 @@ def _signed(zone: StaticZone, reply: Any) -> Any:
             ttl = min(rr.ttl for rr in rrset)
             first = rrset[0]
             rdatas = [_rdata_wire(rr) for rr in rrset]
-            rrsig = signer.rrsig(_key(first.rname), first.rtype, ttl, rdatas)
+            owner = _key(first.rname)
+            rrsig = signer.rrsig(owner, first.rtype, ttl, rdatas, deferrable=deferrable)
             signed += [RR(rr.rname, rr.rtype, rr.rclass, ttl, rr.rdata) for rr in rrset]
             signed.append(RR(first.rname, QTYPE.RRSIG, ttl=ttl, rdata=RD(rrsig)))
         section[:] = signed
@@ -375,9 +390,23 @@ def _rdata_wire(rr: Any) -> bytes:
     return bytes(buffer.data)
 
 
+def _edns_flags(request: Any) -> int:
+    """The 16 flag bits of the query's OPT (RFC 6891 §6.1.3: the low half of its TTL), 0
+    without one."""
+    return next((rr.ttl & 0xFFFF for rr in request.ar if rr.rtype == QTYPE.OPT), 0)
+
+
 def _dnssec_ok(request: Any) -> bool:
-    """The query's EDNS0 DO bit (RFC 3225 §3: the top bit of the OPT TTL's flags)."""
-    return any(rr.rtype == QTYPE.OPT and rr.ttl & 0x8000 for rr in request.ar)
+    """The query's EDNS0 DO bit (RFC 3225 §3)."""
+    return bool(_edns_flags(request) & EDNS_DO)
+
+
+def _reply_opt(request: Any, udp_payload: int) -> Any:
+    """The reply's OPT: our payload size, with the query's DO (RFC 3225 §3) and CO (RFC 9824
+    §5.1: set in replies to queries with it, by a server that restores NXDOMAIN) copied."""
+    opt = EDNS0(udp_len=udp_payload)
+    opt.ttl |= _edns_flags(request) & (EDNS_DO | EDNS_CO)
+    return opt
 
 
 def _reply_header(request: Any, *, rcode: int, aa: bool) -> Any:
@@ -428,11 +457,20 @@ async def respond(
         reply = _reply_header(request, rcode=RCODE.NOERROR, aa=False)
         reply.add_ar(EDNS0(udp_len=udp_payload, ext_rcode=BADVERS_EXTENDED))
         return bytes(reply.pack())  # dnslib packs into a bytearray
-    reply = await _answer(source, request)
-    # RFC 3225 §3: the DO bit of the query is copied into the response.
-    flags = "do" if _dnssec_ok(request) else ""
+    try:
+        reply = await _answer(source, request, deferrable=udp)
+    except SigningDeferred as over:
+        # signing.py notes: no unsigned answer, no failure; TC sends the resolver to TCP,
+        # where the answer is signed (RFC 2181 §9: a truncated answer is asked again).
+        if over.over_budget == 1 or over.over_budget % OVER_BUDGET_LOG_EVERY == 0:
+            _log.warning(
+                "dnssec signing over budget: UDP answers needing a new signature get TC",
+                name=str(request.q.qname),
+                over_budget=over.over_budget,
+            )
+        return _truncated(request, edns, udp_payload, rcode=RCODE.NOERROR, aa=True)
     if edns is not None:
-        reply.add_ar(EDNS0(udp_len=udp_payload, flags=flags))
+        reply.add_ar(_reply_opt(request, udp_payload))
     packed = bytes(reply.pack())
     if len(packed) <= limit:
         return packed
@@ -440,14 +478,21 @@ async def respond(
         _log.error("answer exceeds a TCP message", name=str(request.q.qname))
         return _error_header(data, RCODE.SERVFAIL)
     # RFC 2181 §9: too big for this datagram; set TC and send no partial RRsets.
-    truncated = _reply_header(request, rcode=reply.header.rcode, aa=bool(reply.header.aa))
+    return _truncated(
+        request, edns, udp_payload, rcode=reply.header.rcode, aa=bool(reply.header.aa)
+    )
+
+
+def _truncated(request: Any, edns: Any, udp_payload: int, *, rcode: int, aa: bool) -> bytes:
+    """A reply with TC set and no records: the client asks again over TCP."""
+    truncated = _reply_header(request, rcode=rcode, aa=aa)
     truncated.header.tc = 1
     if edns is not None:
-        truncated.add_ar(EDNS0(udp_len=udp_payload, flags=flags))
+        truncated.add_ar(_reply_opt(request, udp_payload))
     return bytes(truncated.pack())
 
 
-async def _answer(source: ZoneSource, request: Any) -> Any:
+async def _answer(source: ZoneSource, request: Any, *, deferrable: bool) -> Any:
     question = request.q
     if question.qclass != CLASS.IN or question.qtype in (QTYPE.AXFR, QTYPE.IXFR):
         return _reply_header(request, rcode=RCODE.REFUSED, aa=False)
@@ -462,7 +507,7 @@ async def _answer(source: ZoneSource, request: Any) -> Any:
         return _reply_header(request, rcode=RCODE.SERVFAIL, aa=False)
     if zone is None:
         return _reply_header(request, rcode=RCODE.REFUSED, aa=False)
-    return answer_from_zone(zone, request)
+    return answer_from_zone(zone, request, deferrable=deferrable)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -41,7 +41,13 @@ from pillarbox.dns.records import (
     RecordPolicy,
     required_records,
 )
-from pillarbox.dns.signing import SigningPolicy, ZoneKey, ZoneSigner, new_key_pem
+from pillarbox.dns.signing import (
+    SignatureBudget,
+    SigningPolicy,
+    ZoneKey,
+    ZoneSigner,
+    new_key_pem,
+)
 from pillarbox.queue import dkim
 from pillarbox.store.interface import Store
 from pillarbox.store.types import DkimKeyRecord, DnssecKey
@@ -98,6 +104,7 @@ def signing_policy(config: Config) -> SigningPolicy | None:
         refresh=dns.dnssec_refresh,
         inception_offset=dns.dnssec_inception_offset,
         max_cached=dns.dnssec_signature_cache,
+        signatures_per_second=dns.dnssec_signatures_per_second,
     )
 
 
@@ -175,6 +182,9 @@ class HostedZones:
         self._tlsa = tlsa
         #: Per domain, the signer of its stored key: its signatures outlive zone rebuilds.
         self._signers: dict[str, ZoneSigner] = {}
+        #: New signatures a second, for every zone together (a flood spreads over zones).
+        per_second = 0 if signing is None else signing.signatures_per_second
+        self._budget = SignatureBudget(per_second, clock=clock) if per_second else None
 
     async def zone_for(self, name: str) -> StaticZone | None:
         candidate = name
@@ -255,6 +265,6 @@ class HostedZones:
         key = await zone_key(self._store, domain, self._wall_clock())
         signer = self._signers.get(domain)
         if signer is None or signer.key.dnskey != key.dnskey:
-            signer = ZoneSigner(key, self._signing)
+            signer = ZoneSigner(key, self._signing, budget=self._budget)
             self._signers[domain] = signer
         return signer

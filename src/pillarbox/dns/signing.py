@@ -28,6 +28,15 @@ Implementation notes:
   computed (an ordering mistake there would deny names that exist), no wildcard proof is
   needed, and it walks nothing of the zone; Knot DNS, Cloudflare, NS1 and Route 53 serve it.
   The zones serve no wildcards, so no answer needs a wildcard's proof either.
+* **New signatures are budgeted** (:class:`SignatureBudget`): each costs an ECDSA signing
+  (about 0.6 ms, ``bench/dnssec.py``) on the event loop the mail services share, and names
+  that do not exist, asked at random, each need one; no cache helps. Over the budget an
+  answer that needs a new signature is not made over UDP: the server answers TC=1 and the
+  resolver asks again over TCP (BIND's and Knot's response-rate-limiting "slip"), where it
+  is signed (the budget counts it). A spoofed flood never completes a TCP handshake; a flood
+  through real resolvers costs them a connection a name; every validator still gets a
+  signed answer. An unsigned answer would be bogus to validators, and SERVFAIL or REFUSED
+  would fail them: neither is sent.
 """
 
 from __future__ import annotations
@@ -81,6 +90,8 @@ class SigningPolicy:
     inception_offset: int = 3_600
     #: Signatures kept per zone; a full cache is emptied (names asked at random must not grow it).
     max_cached: int = 10_000
+    #: New signatures a second for UDP answers (module notes); 0: no limit.
+    signatures_per_second: int = 0
 
 
 DEFAULT_SIGNING = SigningPolicy()
@@ -146,6 +157,42 @@ def _rrset(owner: str, rtype: int, ttl: int, rdatas: Iterable[bytes]) -> dns.rrs
     return rrset
 
 
+class SigningDeferred(Exception):
+    """A UDP answer needed a new signature over the budget: it is to be asked over TCP."""
+
+    def __init__(self, over_budget: int) -> None:
+        super().__init__(f"signing budget spent ({over_budget} signatures over it so far)")
+        #: :attr:`SignatureBudget.over_budget` now (for a log line now and then).
+        self.over_budget = over_budget
+
+
+class SignatureBudget:
+    """New signatures a second, shared by every zone's signer: a token bucket holding one
+    second's worth, so a burst of that many passes at once."""
+
+    def __init__(self, per_second: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if per_second <= 0:
+            raise ValueError(f"signatures a second must be positive, got {per_second}")
+        self._rate = per_second
+        self._tokens = float(per_second)
+        self._clock = clock
+        self._last = clock()
+        #: Signatures asked for over the budget since it was made (deferred, or made anyway
+        #: for a TCP answer).
+        self.over_budget = 0
+
+    def take(self) -> bool:
+        """Whether one more signature is within the budget now (counting it if so)."""
+        now = self._clock()
+        self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        self.over_budget += 1
+        return False
+
+
 class ZoneSigner:
     """Signs a zone's RRsets with its key, keeping each signature until it is due again."""
 
@@ -155,16 +202,31 @@ class ZoneSigner:
         policy: SigningPolicy = DEFAULT_SIGNING,
         *,
         clock: Callable[[], float] = time.time,
+        budget: SignatureBudget | None = None,
     ) -> None:
+        """``budget``: the new signatures allowed a second, shared with other zones' signers
+        (None: no limit)."""
         self.key = key
         self._policy = policy
         self._clock = clock
+        self._budget = budget
         self._cache: dict[tuple[str, int, int, tuple[bytes, ...]], tuple[float, bytes]] = {}
 
-    def rrsig(self, owner: str, rtype: int, ttl: int, rdatas: Sequence[bytes]) -> bytes:
+    def rrsig(
+        self,
+        owner: str,
+        rtype: int,
+        ttl: int,
+        rdatas: Sequence[bytes],
+        *,
+        deferrable: bool = False,
+    ) -> bytes:
         """The RRSIG rdata (wire) over the RRset ``owner``/``rtype`` of ``rdatas`` (each an
         rdata in wire form, names uncompressed or compressed against that rdata alone),
-        served with ``ttl``. ``owner`` is lowercase, without the final dot."""
+        served with ``ttl``. ``owner`` is lowercase, without the final dot.
+
+        A new signature counts against the budget; over it, a ``deferrable`` one (a UDP
+        answer's) raises :class:`SigningDeferred` instead of being made."""
         # Keyed by the rdata as served: the same content always packs the same, so a lookup
         # needs no parsing; a spelling that differs only in case is merely signed once more.
         cache_key = (owner, rtype, ttl, tuple(sorted(rdatas)))
@@ -172,6 +234,9 @@ class ZoneSigner:
         cached = self._cache.get(cache_key)
         if cached is not None and now - cached[0] < self._policy.refresh:
             return cached[1]
+        budget = self._budget
+        if budget is not None and not budget.take() and deferrable:
+            raise SigningDeferred(budget.over_budget)
         inception = int(now) - self._policy.inception_offset
         signature = dns.dnssec.sign(
             _rrset(owner, rtype, ttl, rdatas),

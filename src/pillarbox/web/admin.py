@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 from pillarbox import provisioning, retention
 from pillarbox.dns.hosted import hosted_records, record_policy
 from pillarbox.dns.records import DomainRecords
+from pillarbox.dns.securerecords import SecureRecords, secure_records, zone_text
 from pillarbox.errors import NotFound, UserError
 from pillarbox.observability.log import Log
 from pillarbox.policy import receivedreports
@@ -193,6 +194,14 @@ async def domain_records(services: Services, name: str) -> DomainRecords:
     )
 
 
+async def domain_secure_records(services: Services, records: DomainRecords) -> SecureRecords:
+    """The MX host's TLSA and the zone's DNSKEY and DS beside ``records``, as ``pillarbox dns
+    records`` prints them; with ``[dns] dnssec`` the zone's key is made now if it has none,
+    as that command does, so the DS can go to the registrar before the first signed answer."""
+    ttl = records.records[0].ttl
+    return await secure_records(services.store, services.config, records.domain, ttl)
+
+
 @dataclass(frozen=True, slots=True)
 class ReceivedView:
     """The reports other providers sent about one domain over the last ``days`` days."""
@@ -314,8 +323,11 @@ async def domains_page(request: Request, *, error: str = "", status_code: int = 
 
 async def domain_page(request: Request) -> Response:
     await require_admin(request)
-    records = await domain_records(web(request).services, request.path_params["name"])
-    return await _render(request, "admin_domain.html", records=records)
+    services = web(request).services
+    records = await domain_records(services, request.path_params["name"])
+    secure = await domain_secure_records(services, records)
+    zone = zone_text(records, secure)
+    return await _render(request, "admin_domain.html", records=records, secure=secure, zone=zone)
 
 
 async def reports_page(request: Request) -> Response:

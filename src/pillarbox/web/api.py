@@ -47,6 +47,8 @@ from starlette.routing import BaseRoute, Route
 from pillarbox import ical, provisioning, retention
 from pillarbox.blocking import run_sized
 from pillarbox.config import Config, RetentionSection
+from pillarbox.dns.records import DnsRecord
+from pillarbox.dns.securerecords import zone_text
 from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
 from pillarbox.observability.log import Log
 from pillarbox.policy import receivedreports
@@ -946,15 +948,30 @@ async def admin_remove_domain(call: Call) -> object:
     return {"ok": True}
 
 
+def _dns_record(record: DnsRecord | None) -> object:
+    if record is None:
+        return None
+    return {
+        "name": record.name,
+        "type": record.type,
+        "value": record.value,
+        "ttl": record.ttl,
+        "purpose": record.purpose,
+    }
+
+
 async def admin_domain_dns(call: Call) -> object:
-    records = await admin_ops.domain_records(call.web.services, call.path("name"))
+    services = call.web.services
+    records = await admin_ops.domain_records(services, call.path("name"))
+    secure = await admin_ops.domain_secure_records(services, records)
     return {
         "domain": records.domain,
-        "records": [
-            {"name": r.name, "type": r.type, "value": r.value, "ttl": r.ttl, "purpose": r.purpose}
-            for r in records.records
-        ],
-        "zone": records.zone(),
+        "records": [_dns_record(r) for r in records.records],
+        "tlsa": _dns_record(secure.tlsa),
+        "no_tlsa": secure.no_tlsa,
+        "dnskey": _dns_record(secure.dnskey),
+        "ds": _dns_record(secure.ds),
+        "zone": zone_text(records, secure),
         "mta_sts_policy": records.mta_sts_policy,
     }
 
@@ -1153,6 +1170,14 @@ INT: JsonObject = {"type": "integer"}
 NUMBER: JsonObject = {"type": "number"}
 BOOL: JsonObject = {"type": "boolean"}
 NULLABLE_INT: JsonObject = {"type": ["integer", "null"]}
+DNS_RECORD = _obj({"name": STR, "type": STR, "value": STR, "ttl": INT, "purpose": STR})
+
+
+def _nullable(schema: JsonObject, description: str) -> JsonObject:
+    """``schema`` or null, saying what it is (and so when it is null)."""
+    return {"anyOf": [schema, {"type": "null"}], "description": description}
+
+
 #: A folder, message, contact, token… by number (a path's ``{name:int}`` too: Starlette's int
 #: converter takes ASCII digits only): no id beyond the stores' 64-bit integers exists.
 ID: JsonObject = {"type": "integer", "minimum": 0, "maximum": MAX_FIELD_NUMBER}
@@ -2189,10 +2214,21 @@ OPERATIONS: tuple[Operation, ...] = (
         _obj(
             {
                 "domain": STR,
-                "records": _list(
-                    _obj({"name": STR, "type": STR, "value": STR, "ttl": INT, "purpose": STR})
+                "records": _list(DNS_RECORD),
+                "tlsa": _nullable(
+                    DNS_RECORD, "the MX host's DANE TLSA (RFC 7672), when its key stays"
                 ),
-                "zone": STR,
+                "no_tlsa": {
+                    "type": "string",
+                    "description": "why no TLSA is offered (empty when one is)",
+                },
+                "dnskey": _nullable(DNS_RECORD, "the zone's key, when dns.dnssec signs it"),
+                "ds": _nullable(DNS_RECORD, "the DS record for the registrar (RFC 4034 §5)"),
+                "zone": {
+                    "type": "string",
+                    "description": "what `pillarbox dns records` prints: the records, the "
+                    "TLSA, the DNSKEY and the DS as a zone-file fragment",
+                },
                 "mta_sts_policy": {
                     "type": "string",
                     "description": "the text served at https://mta-sts.<domain>/.well-known/"
