@@ -322,6 +322,22 @@ def test_export_one_calendar_and_refusals(site: Path, tmp_path: Path) -> None:
         site, "export", "--account", USER, "--vcard", str(gone), "--calendar", "personal"
     )
     assert stray.returncode == 2 and "--calendar goes with --ics" in stray.stderr
+    # An account that never had a calendar: none to export, and the export makes none (the
+    # webmail's listing would make the default one).
+    _add_user(site, "ann@example.org")
+    for _ in range(2):
+        none = run_pillarbox(
+            site,
+            "export",
+            "--account",
+            "ann@example.org",
+            "--ics",
+            str(gone),
+            "--calendar",
+            "personal",
+        )
+        assert none.returncode == 1 and "no calendar named 'personal'" in none.stderr
+    assert not gone.exists()
     nobody = run_pillarbox(site, "export", "--account", "eve@example.org", "--vcard", str(gone))
     assert nobody.returncode == 1 and not gone.exists()
 

@@ -37,8 +37,8 @@ from pillarbox.atomicfile import StagedFile
 from pillarbox.blocking import run_blocking
 from pillarbox.errors import NotFound, UserError
 from pillarbox.services import Services
-from pillarbox.store.types import Account
-from pillarbox.web.calendarimport import export_ics
+from pillarbox.store.types import Account, Calendar
+from pillarbox.web.calendarimport import IcsExport
 from pillarbox.web.contacts import exported_vcards
 from pillarbox.web.downloads import BrokenOff
 
@@ -70,26 +70,44 @@ async def export_calendars(
     the account lacks, ``UserError`` for a file there already or one that cannot be made,
     or a calendar deleted while it was written."""
     done = CalendarsExported()
+    # The store's listing, once: an export writes nothing into the account (the webmail's
+    # listing would make the default calendar of an account without one).
+    calendars = await services.store.list_calendars(account.id)
     if calendar is not None:
-        done.files.append((path, await _calendar_file(services, account, calendar, path)))
+        missing = NotFound(f"no calendar named {calendar!r}")
+        named = next((found for found in calendars if found.name == calendar), None)
+        if named is None:
+            raise missing
+        try:
+            done.files.append((path, await _calendar_file(services, account, named, path)))
+        except _DeletedBeforeItsTurn:
+            raise missing from None
         return done
     await run_blocking(_directory, path)
-    for found in await services.store.list_calendars(account.id):
+    for found in calendars:
         file = path / (found.name + ICS_SUFFIX)
         progress(f"{found.name} -> {file}")
         try:
-            done.files.append((file, await _calendar_file(services, account, found.name, file)))
-        except NotFound:  # deleted since the listing: no calendar, no file
+            done.files.append((file, await _calendar_file(services, account, found, file)))
+        except _DeletedBeforeItsTurn:  # no calendar, no file
             done.deleted.append(found.name)
     return done
 
 
-async def _calendar_file(services: Services, account: Account, calendar: str, path: Path) -> int:
+class _DeletedBeforeItsTurn(Exception):
+    """A listed calendar found gone before any of it was written."""
+
+
+async def _calendar_file(
+    services: Services, account: Account, calendar: Calendar, path: Path
+) -> int:
     """The calendar written to the new file ``path``; how many objects it holds."""
-    export = await export_ics(services, account, calendar)
+    export = IcsExport.of(services, account, calendar)
     try:
         await _write_new(path, export.chunks())
     except BrokenOff as exc:
+        if export.objects == 0:
+            raise _DeletedBeforeItsTurn from None
         raise UserError(f"{exc}; nothing written to {path}") from None
     return export.objects
 

@@ -284,7 +284,7 @@ async def export_ics(services: Services, account: Account, calendar: str) -> Ics
     found = {c.name: c for c in await calendars_of(services, account)}
     if calendar not in found:
         raise NotFound(f"no calendar named {calendar!r}")
-    return IcsExport(services, account, calendar, found[calendar].display_name or calendar)
+    return IcsExport.of(services, account, found[calendar])
 
 
 @dataclass(slots=True)
@@ -297,6 +297,11 @@ class IcsExport:
     calendar: str
     title: str
     objects: int = 0
+
+    @classmethod
+    def of(cls, services: Services, account: Account, calendar: Calendar) -> IcsExport:
+        """The export of ``calendar``, titled with its display name (else its name)."""
+        return cls(services, account, calendar.name, calendar.display_name or calendar.name)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The file, :data:`EXPORT_PAGE` objects at a time, so a calendar of any size takes
