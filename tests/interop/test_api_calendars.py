@@ -164,13 +164,22 @@ def test_an_object_a_client_named_is_found_by_its_bytes_then_by_its_uid(
         assert dav.get(CAL + "phone-1.ics").status_code == 404
 
 
-def test_refusals(alice: WebSession) -> None:
+def test_refusals(live: LiveServer, alice: WebSession, bob: WebSession) -> None:
     for method, path, body in (
         ("POST", "/calendars/nope/import", {"ics": EXPORT}),
         ("GET", "/calendars/nope/export", None),
     ):
         answer = alice.api(method, path, body)
         assert (answer.status_code, answer.json()) == (404, {"error": "no calendar named 'nope'"})
+    # An export reads: an account without calendars is not given the default one by it.
+    bob_id = live.call(live.store.get_account("bob@example.org"))
+    assert bob_id is not None and live.call(live.store.list_calendars(bob_id.id)) == []
+    answer = bob.api("GET", "/calendars/personal/export")
+    assert (answer.status_code, answer.json()) == (
+        404,
+        {"error": "no calendar named 'personal'"},
+    )
+    assert live.call(live.store.list_calendars(bob_id.id)) == []
     not_ics = _import(alice, "hello")
     assert not_ics.status_code == 400 and "error" in not_ics.json()
     assert alice.api("POST", "/calendars/personal/import", {}).json() == {

@@ -146,11 +146,19 @@ def certificate(tmp_path: Path, name: str) -> bytes:
 
 
 async def check_tlsa_published(
-    published: list[DnsRecord], served: bytes, unstable: str = ""
+    published: list[DnsRecord], served: bytes, unstable: str = "", *, secure: bool | None = None
 ) -> Finding | None:
-    zones = StaticZones.from_records(published, origins=["example.test"])
+    """``check_tlsa`` against a zone publishing ``published``; ``secure`` None: the resolver
+    does not trust the AD bit (``dns.trust_ad = "never"``), else it does and the zone's answers
+    carry AD (a validating resolver's secure answers) or not (an unsigned zone's)."""
+    authentic = ["example.test"] if secure else []
+    zones = StaticZones.from_records(published, origins=["example.test"], authentic=authentic)
     async with serve_zones(zones) as server:
-        resolver = DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=2)
+        resolver = DnsResolver(
+            nameserver=f"127.0.0.1:{server.port}",
+            timeout=2,
+            trust_ad="never" if secure is None else "loopback",
+        )
         return await check_tlsa(resolver, "mail.example.test", served, unstable)
 
 
@@ -184,6 +192,28 @@ async def test_tlsa_matching_missing_and_stale(keys: tuple[bytes, bytes]) -> Non
     assert wrong is not None and wrong.status is FindingStatus.WRONG
     assert wrong.detail.startswith("MISMATCH")
     assert "defers mail" in format_findings([wrong])
+
+
+async def test_tlsa_not_authenticated_by_dnssec(keys: tuple[bytes, bytes]) -> None:
+    """RFC 7672 §2.2: senders apply DANE only to a secure TLSA RRset. With the resolver's AD
+    trusted, a matching record without AD is a record without effect: WRONG, said so; with
+    AD, OK and nothing to add; with AD not trusted, OK with a word that it was not checked."""
+    served, other = keys
+    current = tlsa_record("mail.example.test", served)
+    secure = await check_tlsa_published([current], served, secure=True)
+    assert secure is not None and (secure.status, secure.detail) == (FindingStatus.OK, "")
+    insecure = await check_tlsa_published([current], served, secure=False)
+    assert insecure is not None and insecure.status is FindingStatus.WRONG
+    assert insecure.detail.startswith("INSECURE: matches, but the answer is not DNSSEC-auth")
+    assert "RFC 7672 §2.2" in format_findings([insecure])
+    unknown = await check_tlsa_published([current], served)
+    assert unknown is not None and unknown.status is FindingStatus.OK
+    assert "not checked whether DNSSEC authenticates it" in unknown.detail
+    # A mismatch is said as a mismatch, authenticated or not.
+    stale = await check_tlsa_published(
+        [tlsa_record("mail.example.test", other)], served, secure=False
+    )
+    assert stale is not None and stale.detail.startswith("MISMATCH")
 
 
 async def test_tlsa_of_a_key_about_to_change(keys: tuple[bytes, bytes]) -> None:

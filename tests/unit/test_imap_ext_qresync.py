@@ -106,6 +106,17 @@ async def test_quota_roots_and_over_quota_append(store: Store, tmp_path: Path) -
         f'* QUOTA "" (STORAGE {kib} 4 MESSAGE 1 2)\r\n'
         "c OK GETQUOTAROOT completed\r\n"
     )
+    # Within a limit that is not a whole KiB: usage rounded up is capped at the limit rounded
+    # down, never reading as over it; over the limit it reads as over.
+    assert usage.bytes_used % 1024, "the case needs usage that is not a whole KiB"
+    within = usage.bytes_used  # full to the octet, not over: ceil(used) > floor(limit)
+    await store.set_quota(account.id, within, None)
+    answer = await wire.send('c2 GETQUOTA ""\r\n')
+    assert answer.startswith(f'* QUOTA "" (STORAGE {within // 1024} {within // 1024})\r\n')
+    await store.set_quota(account.id, usage.bytes_used - 1, None)
+    answer = await wire.send('c3 GETQUOTA ""\r\n')
+    assert answer.startswith(f'* QUOTA "" (STORAGE {kib} {(usage.bytes_used - 1) // 1024})\r\n')
+    await store.set_quota(account.id, 4096, 2)
     assert (await wire.send('d GETQUOTA "other"\r\n')).startswith("d NO [NONEXISTENT]")
     assert (await wire.send('e SETQUOTA "" (STORAGE 9)\r\n')).startswith("e NO [NOPERM]")
     big = "Subject: big\r\n\r\n" + "y" * 2000 + "\r\n"

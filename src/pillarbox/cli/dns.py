@@ -152,7 +152,11 @@ def dns_check(state: CliState, domain: str, addresses: tuple[str, ...], as_json:
         return records, await _report_mailboxes(store, config, domain), ds
 
     records, mailboxes, ds = run_store(config, from_store)
-    resolver = DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
+    resolver = DnsResolver(
+        nameserver=config.dns.nameserver,
+        timeout=config.dns.timeout,
+        trust_ad=config.dns.trust_ad,  # the TLSA finding asks whether DNSSEC authenticates it
+    )
     der, unstable = served_certificate(config)
 
     async def look_up() -> list[Finding]:

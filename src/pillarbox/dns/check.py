@@ -19,7 +19,10 @@ Comparison rules:
   with one expected value: any record of it matching is OK (RFC 7671 §8.1: during a key
   rollover the next key's record stands beside the current one). None matching is WRONG, and
   said loudly: every DANE sender then defers mail to us (RFC 7672 §2.2). A matching record for
-  a key the next ACME renewal replaces is WRONG too, before it breaks.
+  a key the next ACME renewal replaces is WRONG too, before it breaks. So is a matching RRset
+  that is not DNSSEC-authenticated when the resolver's AD bit is trusted (``dns.trust_ad``):
+  senders apply DANE only to a secure TLSA RRset (RFC 7672 §2.2), so an insecure one is a
+  record without effect, which the operator who published it did not mean.
 * The DS at the parent (:func:`check_ds`), for a zone our authoritative server serves, against
   the zone's key when ``[dns] dnssec`` signs it: none is MISSING (resolvers take the zone as
   unsigned, harmless but no DANE), one naming another key is WRONG (validating resolvers then
@@ -111,10 +114,11 @@ async def check_tlsa(
     expected = tlsa_record(mail_host, certificate_der)
     status, detail, found = FindingStatus.OK, "", tuple[str, ...]()
     try:
-        found = tuple(await resolver.lookup(expected.name, "TLSA"))
+        answer = await resolver.records(expected.name, "TLSA")
     except DnsTemporaryError as exc:
         status, detail = FindingStatus.ERROR, exc.problem
     else:
+        found = answer.records
         parsed = [t for t in map(parse_tlsa, found) if t is not None]
         if not found:
             if unstable:
@@ -129,6 +133,15 @@ async def check_tlsa(
         elif unstable:
             status = FindingStatus.WRONG
             detail = f"matches now, but will not for long: {unstable}"
+        elif not answer.authentic and resolver.trusts_ad:
+            status = FindingStatus.WRONG
+            detail = (
+                "INSECURE: matches, but the answer is not DNSSEC-authenticated, so DANE "
+                "senders ignore it (RFC 7672 §2.2) and DANE is not in effect; sign the "
+                "zone and publish its DS"
+            )
+        elif not answer.authentic:
+            detail = "matches; not checked whether DNSSEC authenticates it (dns.trust_ad)"
     return Finding(
         expected.name, "TLSA", expected.purpose, status, (expected.value,), found, detail
     )

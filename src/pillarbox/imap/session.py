@@ -1513,12 +1513,18 @@ class ImapSession:
 
     async def _quota_resources(self) -> list[tuple[str, int, int]]:
         """RFC 9208 §5.1: (resource, usage, limit) for each limit the account has; STORAGE in
-        units of 1024 octets, usage rounded up so a full quota never reads as room left."""
+        units of 1024 octets. The limit is rounded down and the usage up, so a full quota never
+        reads as room left; an account within its quota never reads as over it, so its usage
+        is capped at the limit (less than 1 KiB of room reads as full, which it is for any
+        message)."""
         usage = await self.store.quota_usage(self._account.id)
         resources = []
         if usage.bytes_limit is not None:
+            limit = usage.bytes_limit // 1024
             used = -(-usage.bytes_used // 1024)
-            resources.append(("STORAGE", used, usage.bytes_limit // 1024))
+            if usage.bytes_used <= usage.bytes_limit:
+                used = min(used, limit)
+            resources.append(("STORAGE", used, limit))
         if usage.messages_limit is not None:
             resources.append(("MESSAGE", usage.messages, usage.messages_limit))
         return resources

@@ -28,6 +28,7 @@ Implementation notes:
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import re
 import time
@@ -65,7 +66,7 @@ from pillarbox.services import Services
 from pillarbox.sizes import human_size
 from pillarbox.store.aclrows import canonical_rights
 from pillarbox.store.types import Account, TokenKind
-from pillarbox.web.downloads import BrokenOff
+from pillarbox.web.downloads import BROKEN_OFF_FILTER, BrokenOff, ended_broken_off
 from pillarbox.web.loginhold import LoginHolds
 from pillarbox.web.session import (
     BACKGROUND_HEADER,
@@ -232,6 +233,8 @@ class Guard:
         self.https_port = https_port
         self._hsts = f"max-age={limits.hsts_max_age}".encode() if limits.hsts_max_age else None
         self.metrics = metrics
+        # The server's line about a download this app broke off on purpose (see the filter).
+        logging.getLogger("uvicorn.error").addFilter(BROKEN_OFF_FILTER)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -310,6 +313,7 @@ class Guard:
         except BrokenOff:
             # Logged where it happened; returned from with the response unfinished, the
             # server closes the connection (the ASGI spec's rule), the body's end unsent.
+            ended_broken_off()
             return
 
     def _session(self, cookie_header: str, now: float) -> tuple[Session, bool]:

@@ -280,8 +280,9 @@ EXPORT_PAGE = 100
 async def export_ics(services: Services, account: Account, calendar: str) -> IcsExport:
     """Every object of the account's ``calendar`` as one .ics file (each VTIMEZONE once),
     written as it is read (:meth:`IcsExport.chunks`). ``NotFound`` (at once) for a calendar
-    it does not have."""
-    found = {c.name: c for c in await calendars_of(services, account)}
+    it does not have. Reading makes nothing: an account without calendars is not given the
+    default one here, as its listing does (the export of a calendar never made is a 404)."""
+    found = {c.name: c for c in await services.store.list_calendars(account.id)}
     if calendar not in found:
         raise NotFound(f"no calendar named {calendar!r}")
     return IcsExport.of(services, account, found[calendar])

@@ -11,6 +11,8 @@ download (``Content-Disposition: attachment``) wherever a browser might otherwis
 
 from __future__ import annotations
 
+import logging
+from contextvars import ContextVar
 from urllib.parse import quote
 
 from starlette.responses import Response
@@ -31,6 +33,33 @@ class BrokenOff(PillarboxError):
     without the body's last chunk — incomplete by RFC 9112 §8, which every HTTP client
     reports, rather than keep a file that looks whole and is not. Not a ``UserError``: the
     app's error pages are for responses not yet started."""
+
+
+#: Set in the request's task when the app ends a download with :class:`BrokenOff`.
+_broken_off: ContextVar[bool] = ContextVar("pillarbox_broken_off", default=False)
+
+#: What uvicorn logs at ERROR for any response an app leaves unfinished.
+_UVICORN_UNFINISHED = "ASGI callable returned without completing response"
+
+
+def ended_broken_off() -> None:
+    """Record that this request's download was broken off on purpose (and logged so)."""
+    _broken_off.set(True)
+
+
+class BrokenOffFilter(logging.Filter):
+    """Drops uvicorn's ERROR line about an unfinished response when it is one we ended with
+    :class:`BrokenOff` (logged at INFO where it happened, with why): an operator's alert
+    on ERROR lines must not fire for it. uvicorn logs it in the request's own task, right
+    after the app returns, so the mark set there (a context variable) is still seen; any
+    other unfinished response, a fault, keeps its ERROR line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_broken_off.get() and record.getMessage().startswith(_UVICORN_UNFINISHED))
+
+
+#: The one instance, so that adding it again (``logging.Filterer.addFilter``) adds nothing.
+BROKEN_OFF_FILTER = BrokenOffFilter()
 
 
 def disposition(kind: str, filename: str) -> str:
