@@ -8,12 +8,13 @@ Implementation notes:
 
 * Who may transfer is the primary's policy (RFC 5936 §5): an address within
   ``[dns] transfer_allowed`` and, when ``transfer_tsig_key`` is set, a query signed with that
-  key. Checked in that order, before the zone is even looked up, so a stranger learns nothing
-  of which zones are served. A stranger, or an unsigned query when a key is required, gets
-  REFUSED; a query signed with a key we do not hold, or whose MAC or time does not verify,
-  gets NOTAUTH with the TSIG error BADKEY, BADSIG or BADTIME in an unsigned TSIG record
-  (RFC 8945 §5.2; a BADTIME answer should be signed, §5.2.3: ours is not). Each refusal is
-  logged with the peer, the zone and the reason.
+  key. A TSIG is checked first, so that every later answer to its query is signed (RFC 8945
+  §5.3); the zone is looked up last, so a stranger learns nothing of which zones are served.
+  A query signed with a key we do not hold, or whose MAC or time does not verify, gets
+  NOTAUTH with the TSIG error BADKEY, BADSIG or BADTIME in an unsigned TSIG record (RFC 8945
+  §5.2; a BADTIME answer should be signed, §5.2.3: ours is not); a stranger, or an unsigned
+  query when a key is required, gets REFUSED. Each refusal is logged with the peer, the zone
+  and the reason.
 * A zone we do not serve gets NOTAUTH (RFC 5936 §2.2.1), signed like any answer to a
   verified query.
 * AXFR, and IXFR over TCP, get the SOA, every other RRset, and the SOA again (RFC 5936
@@ -49,7 +50,7 @@ import dns.rrset
 import dns.tsig
 
 from pillarbox.config import Config
-from pillarbox.dns.authoritative import StaticZone, ZoneSource, error_reply
+from pillarbox.dns.authoritative import MAX_TCP_MESSAGE, StaticZone, ZoneSource, error_reply
 from pillarbox.dns.records import normalise_name
 from pillarbox.dns.serial import serial_greater
 from pillarbox.errors import ConfigError, InvalidName
@@ -147,19 +148,23 @@ class ZoneTransfers:
         qtype = transfer_type(data)
         if qtype is None:
             return None
-        if udp and qtype == AXFR:
-            return [error_reply(data, dns.rcode.NOTIMP)]  # RFC 5936 §4.2
         try:
             query = dns.message.from_wire(data, keyring=False)
         except dns.exception.DNSException:
             return [error_reply(data, dns.rcode.FORMERR)]
         kind = dns.rdatatype.to_text(dns.rdatatype.RdataType(qtype))
         zone_text = query.question[0].name.to_text(omit_final_dot=True)
-        if not self._policy.allows(peer):
-            return [_refused(query, kind, zone_text, peer, "address not in dns.transfer_allowed")]
         verified = self._verified(data, query, kind, zone_text, peer)
         if not isinstance(verified, dns.message.Message):
             return [verified]
+        if udp and qtype == AXFR:
+            return [_answer(verified, dns.rcode.NOTIMP)]  # RFC 5936 §4.2
+        if not self._policy.allows(peer):
+            reason = "address not in dns.transfer_allowed"
+            return [_refused(verified, kind, zone_text, peer, reason)]
+        if self._policy.key is not None and not verified.had_tsig:
+            reason = "not signed with dns.transfer_tsig_key"
+            return [_refused(verified, kind, zone_text, peer, reason)]
         zone = await self._zone(zone_text)
         if zone is None or query.question[0].rdclass != dns.rdataclass.IN:
             _log.warning("zone transfer of a zone not served", kind=kind, zone=zone_text, peer=peer)
@@ -187,13 +192,11 @@ class ZoneTransfers:
     def _verified(
         self, data: bytes, query: dns.message.Message, kind: str, zone: str, peer: str
     ) -> dns.message.Message | bytes:
-        """``query`` with its TSIG checked (its answers are then signed), or the reply that
-        refuses it (module notes)."""
-        key = self._policy.key
+        """``query`` with its TSIG, if any, checked (the answers are then signed), or the
+        reply refusing a TSIG that does not verify (module notes)."""
         if not query.had_tsig:
-            if key is None:
-                return query
-            return _refused(query, kind, zone, peer, "not signed with dns.transfer_tsig_key")
+            return query
+        key = self._policy.key
         keyring = {} if key is None else {key.name: key}
         try:
             return dns.message.from_wire(data, keyring=keyring)
@@ -287,6 +290,8 @@ def _messages(query: dns.message.Message, sequence: list[RRsetData]) -> list[byt
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
         response.answer = batch
-        wires.append(response.to_wire(multi=True, tsig_ctx=chain))
+        # Over TCP the limit is the message's (RFC 1035 §4.2.2), not the EDNS payload of the
+        # query, which dnspython would otherwise apply.
+        wires.append(response.to_wire(max_size=MAX_TCP_MESSAGE, multi=True, tsig_ctx=chain))
         chain = response.tsig_ctx
     return wires
