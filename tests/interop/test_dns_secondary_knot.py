@@ -23,6 +23,7 @@ import pytest
 
 from pillarbox import config as cfg
 from pillarbox import provisioning
+from pillarbox.testing.command import run_pillarbox
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
 
 KNOTD = shutil.which("knotd", path=os.environ.get("PATH", "") + os.pathsep + "/usr/sbin")
@@ -208,8 +209,18 @@ def test_dig_axfr_needs_the_key_and_an_allowed_address(tmp_path: Path) -> None:
     dns_port = free_port("127.0.0.1")
     config = primary_config(tmp_path, dns_port, free_port("127.0.0.1"))
     signed = ("-y", f"hmac-sha256:{KEY_NAME}:{SECRET}")
-    with LiveServer(config) as server:
-        server.add_domain(DOMAIN)
+    # What the operator is told to set up: the registrar's NS records, and the secondaries'.
+    (tmp_path / "pillarbox.toml").write_text(cfg.render_toml(config))
+    assert run_pillarbox(tmp_path, "domain", "add", DOMAIN).returncode == 0
+    shown = run_pillarbox(tmp_path, "dns", "records", DOMAIN)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{DOMAIN}.\t3600\tIN\tNS\t{HOST}.\n" in shown.stdout
+    assert f"{DOMAIN}.\t3600\tIN\tNS\tns2.secondary.test.\n" in shown.stdout
+    assert f"; secondaries transfer {DOMAIN} from 127.0.0.1 port {dns_port}" in shown.stdout
+    assert f";   TSIG key {KEY_NAME} (hmac-sha256), secret in {tmp_path / 'xfr.secret'}" in (
+        shown.stdout
+    )
+    with LiveServer(config):
         good = dig(dns_port, "+comments", DOMAIN, "AXFR", *signed)
         assert "status: NOERROR" in good
         assert "XFR size:" in good and f"IN\tMX\t10 {HOST}." in good
