@@ -237,6 +237,7 @@ async def test_without_transfers_the_server_refuses_them() -> None:
         (dns.message.make_query("a.test", "AXFR").to_wire()[:14], None),  # cut short
         (b"\x00" * 11, None),
     ],
+    ids=["axfr", "ixfr", "soa", "a-response", "cut-short", "no-header"],
 )
 def test_transfer_queries_are_told_from_the_wire(wire: bytes, expected: int | None) -> None:
     assert transfer_type(wire) == expected
