@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import logging
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
@@ -175,15 +176,28 @@ async def test_over_udp_axfr_is_not_implemented_and_ixfr_gets_the_soa(
     assert [rr.rdtype for rr in ixfr.answer] == [dns.rdatatype.SOA]
 
 
-async def test_transfer_without_the_key_is_refused(server: AuthoritativeServer) -> None:
+def refusals(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, str]]:
+    """(level, reason, peer) of each refusal logged."""
+    return [
+        (r.levelname, r.fields["reason"], r.fields["peer"])
+        for r in caplog.records
+        if r.getMessage() == "zone transfer refused"
+    ]
+
+
+async def test_transfer_without_the_key_is_refused(
+    server: AuthoritativeServer, caplog: pytest.LogCaptureFixture
+) -> None:
     for qtype in ("AXFR", "IXFR"):
         reply = await ask(server, qtype)
         assert reply.rcode() == dns.rcode.REFUSED
         assert not reply.answer
+    unsigned = ("WARNING", "not signed with dns.transfer_tsig_key", "127.0.0.1")
+    assert refusals(caplog) == [unsigned, unsigned]
 
 
 async def test_transfer_with_another_key_or_secret_is_notauth(
-    server: AuthoritativeServer,
+    server: AuthoritativeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     # RFC 8945 §5.2: NOTAUTH, the TSIG error saying why, no MAC (dnspython reports it).
     wrong_secret = dns.tsig.Key(KEY.name, base64.b64encode(b"y" * 32), dns.tsig.HMAC_SHA256)
@@ -192,14 +206,24 @@ async def test_transfer_with_another_key_or_secret_is_notauth(
     other_key = dns.tsig.Key("other.key", SECRET, dns.tsig.HMAC_SHA256)
     with pytest.raises(dns.tsig.PeerBadKey):
         await ask(server, "AXFR", key=other_key)
+    assert [reason for _, reason, _ in refusals(caplog)] == [
+        "TSIG signature does not verify",
+        "TSIG key unknown",
+    ]
 
 
-async def test_transfer_from_an_address_not_allowed_is_refused_even_signed() -> None:
+async def test_transfer_from_an_address_not_allowed_is_refused_even_signed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="pillarbox.dns")
     zones = zone()
     policy = TransferPolicy(allowed=(ipaddress.ip_network("192.0.2.0/24"),), key=KEY)
     async with serve_zones(zones, transfers=ZoneTransfers(zones, policy)) as running:
         reply = await ask(running, "AXFR", key=KEY)
         assert reply.rcode() == dns.rcode.REFUSED
+        assert reply.had_tsig  # its TSIG verified first: the refusal is signed
+        # A stranger is routine on the internet: INFO, not WARNING.
+        assert refusals(caplog) == [("INFO", "address not in dns.transfer_allowed", "127.0.0.1")]
         # The usual queries are answered as before.
         soa = await ask(running, "SOA", udp=True)
         assert soa.rcode() == dns.rcode.NOERROR and soa.answer

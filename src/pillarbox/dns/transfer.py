@@ -14,7 +14,9 @@ Implementation notes:
   NOTAUTH with the TSIG error BADKEY, BADSIG or BADTIME in an unsigned TSIG record (RFC 8945
   §5.2; a BADTIME answer should be signed, §5.2.3: ours is not); a stranger, or an unsigned
   query when a key is required, gets REFUSED. Each refusal is logged with the peer, the zone
-  and the reason.
+  and the reason: at INFO for an address not allowed (strangers try AXFR on every name
+  server), at WARNING for the rest (a secondary set up wrong, or someone with a stolen
+  address).
 * A zone we do not serve gets NOTAUTH (RFC 5936 §2.2.1), signed like any answer to a
   verified query.
 * AXFR, and IXFR over TCP, get the SOA, every other RRset, and the SOA again (RFC 5936
@@ -160,11 +162,25 @@ class ZoneTransfers:
         if udp and qtype == AXFR:
             return [_answer(verified, dns.rcode.NOTIMP)]  # RFC 5936 §4.2
         if not self._policy.allows(peer):
-            reason = "address not in dns.transfer_allowed"
-            return [_refused(verified, kind, zone_text, peer, reason)]
+            # INFO: strangers try AXFR on every name server they find; it is no fault here.
+            _log.info(
+                "zone transfer refused",
+                kind=kind,
+                zone=zone_text,
+                peer=peer,
+                reason="address not in dns.transfer_allowed",
+            )
+            return [_answer(verified, dns.rcode.REFUSED)]  # RFC 5936 §5
         if self._policy.key is not None and not verified.had_tsig:
-            reason = "not signed with dns.transfer_tsig_key"
-            return [_refused(verified, kind, zone_text, peer, reason)]
+            # WARNING: an allowed address without the key is a secondary set up wrong.
+            _log.warning(
+                "zone transfer refused",
+                kind=kind,
+                zone=zone_text,
+                peer=peer,
+                reason="not signed with dns.transfer_tsig_key",
+            )
+            return [_answer(verified, dns.rcode.REFUSED)]
         zone = await self._zone(zone_text)
         if zone is None or query.question[0].rdclass != dns.rdataclass.IN:
             _log.warning("zone transfer of a zone not served", kind=kind, zone=zone_text, peer=peer)
@@ -224,11 +240,6 @@ def _answer(query: dns.message.Message, rcode: dns.rcode.Rcode) -> bytes:
     response = dns.message.make_response(query)
     response.set_rcode(rcode)
     return response.to_wire()
-
-
-def _refused(query: dns.message.Message, kind: str, zone: str, peer: str, reason: str) -> bytes:
-    _log.warning("zone transfer refused", kind=kind, zone=zone, peer=peer, reason=reason)
-    return _answer(query, dns.rcode.REFUSED)  # RFC 5936 §5
 
 
 def _tsig_error(query: dns.message.Message, error: dns.rcode.Rcode) -> bytes:
