@@ -303,3 +303,19 @@ def test_transfer_settings_are_checked(dns_section: dict[str, object], key: str)
     with pytest.raises(ConfigError) as raised:
         cfg.from_mapping({"dns": dns_section})
     assert raised.value.key == key
+
+
+class FailingSource:
+    """A zone source whose store is down."""
+
+    async def zone_for(self, name: str) -> StaticZone | None:
+        raise OSError("the store is down")
+
+
+async def test_a_failing_zone_source_gives_servfail(caplog: pytest.LogCaptureFixture) -> None:
+    source = FailingSource()
+    policy = TransferPolicy(allowed=LOOPBACK, key=KEY)
+    async with serve_zones(source, transfers=ZoneTransfers(source, policy)) as running:
+        reply = await ask(running, "AXFR", key=KEY)
+    assert reply.rcode() == dns.rcode.SERVFAIL and reply.had_tsig
+    assert any(r.getMessage() == "zone source failed" for r in caplog.records)

@@ -18,7 +18,7 @@ Implementation notes:
   server), at WARNING for the rest (a secondary set up wrong, or someone with a stolen
   address).
 * A zone we do not serve gets NOTAUTH (RFC 5936 §2.2.1), signed like any answer to a
-  verified query.
+  verified query; a store that fails while the zone is read, SERVFAIL.
 * AXFR, and IXFR over TCP, get the SOA, every other RRset, and the SOA again (RFC 5936
   §2.2): RFC 1995 §4 lets an IXFR be answered so, and we keep no history of changes. An
   IXFR whose client already holds our serial gets our SOA alone (RFC 1995 §2). The records
@@ -181,7 +181,11 @@ class ZoneTransfers:
                 reason="not signed with dns.transfer_tsig_key",
             )
             return [_answer(verified, dns.rcode.REFUSED)]
-        zone = await self._zone(zone_text)
+        try:
+            zone = await self._zone(zone_text)
+        except Exception:  # the store failed: as respond() answers any query then
+            _log.exception("zone source failed", kind=kind, zone=zone_text, peer=peer)
+            return [_answer(verified, dns.rcode.SERVFAIL)]
         if zone is None or query.question[0].rdclass != dns.rdataclass.IN:
             _log.warning("zone transfer of a zone not served", kind=kind, zone=zone_text, peer=peer)
             return [_answer(verified, dns.rcode.NOTAUTH)]  # RFC 5936 §2.2.1
