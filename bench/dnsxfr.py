@@ -63,8 +63,10 @@ def main() -> None:
             wire = axfr.to_wire()
             loop = asyncio.new_event_loop()
 
-            def once(t: ZoneTransfers = transfers, w: bytes = wire) -> list[bytes] | None:
-                return loop.run_until_complete(t.replies(w, "127.0.0.1", udp=False))
+            def once(
+                t: ZoneTransfers = transfers, w: bytes = wire, on: asyncio.AbstractEventLoop = loop
+            ) -> list[bytes] | None:
+                return on.run_until_complete(t.replies(w, "127.0.0.1", udp=False))
 
             replies = once()
             assert replies is not None

@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pillarbox.certificates import acme_names
+from pillarbox.dns.records import normalise_name
 from pillarbox.errors import ConfigError, InvalidName
 from pillarbox.mail.address import domain_to_ascii
 from pillarbox.queue.tlspolicy import PolicyTable
@@ -1856,6 +1857,11 @@ def _validate_transfers(dns: DnsSection) -> None:
         if getattr(dns, key) <= 0:
             raise ConfigError(f"dns.{key}", f"must be positive, got {getattr(dns, key)}")
     _validate_networks("dns.transfer_allowed", dns.transfer_allowed)
+    for name in dns.nameservers:
+        try:
+            normalise_name(name)
+        except InvalidName as exc:
+            raise ConfigError("dns.nameservers", str(exc)) from None
     if bool(dns.transfer_tsig_key) != bool(dns.transfer_tsig_secret_file):
         raise ConfigError(
             "dns.transfer_tsig_key", "goes with dns.transfer_tsig_secret_file: set both or neither"
