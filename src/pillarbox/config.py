@@ -25,7 +25,6 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pillarbox.certificates import acme_names
-from pillarbox.dns.records import normalise_name
 from pillarbox.errors import ConfigError, InvalidName
 from pillarbox.mail.address import domain_to_ascii
 from pillarbox.queue.tlspolicy import PolicyTable
@@ -1857,6 +1856,10 @@ def _validate_transfers(dns: DnsSection) -> None:
         if getattr(dns, key) <= 0:
             raise ConfigError(f"dns.{key}", f"must be positive, got {getattr(dns, key)}")
     _validate_networks("dns.transfer_allowed", dns.transfer_allowed)
+    if dns.nameservers:
+        # Imported only then: dns.records brings the X.509 code of TLSA records, which the
+        # CLI's light commands do without (tests/unit/test_cli_startup.py).
+        from pillarbox.dns.records import normalise_name
     for name in dns.nameservers:
         try:
             normalise_name(name)
