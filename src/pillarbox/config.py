@@ -846,6 +846,41 @@ class DnsSection:
         "New signatures a second (all zones); over it, a UDP answer needing one gets TC=1 and "
         "is signed when asked over TCP (about 0.6 ms of CPU each: docs/dane.md). 0: no limit.",
     )
+    nameservers: tuple[str, ...] = _f(
+        (),
+        "Names the hosted zones publish as their NS records, the primary (this server) first: "
+        "the names the registrar lists, secondaries included (RFC 2182). Empty: the mail host.",
+    )
+    zone_check_interval: float = _f(
+        30.0,
+        "Seconds between reads of each hosted zone from the store: how soon a change is served "
+        "and, when it moves the SOA serial, sent as NOTIFY to the secondaries.",
+    )
+    transfer_allowed: tuple[str, ...] = _f(
+        (),
+        "Addresses or networks of the secondaries that may transfer the hosted zones (AXFR, "
+        "IXFR answered in full; over TCP). Empty: every transfer is refused (docs/dns.md).",
+    )
+    transfer_tsig_key: str = _f(
+        "",
+        "Name of the TSIG key (HMAC-SHA256, RFC 8945) every transfer must be signed with, and "
+        "NOTIFY is signed with; empty: the address alone decides.",
+    )
+    transfer_tsig_secret_file: str = _f(
+        "",
+        "File holding that key's secret in base64 (`openssl rand -base64 32`; relative: to "
+        "the config file). Keep it readable by Pillarbox alone.",
+    )
+    notify: tuple[str, ...] = _f(
+        (),
+        "Secondaries told of each new SOA serial (NOTIFY, RFC 1996): 'address', "
+        "'address:port' or '[v6]:port'.",
+    )
+    notify_retry_interval: float = _f(
+        60.0,
+        "Seconds to wait for a secondary's answer to a NOTIFY before sending it again, five "
+        "times at most (RFC 1996 §3.6).",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1641,6 +1676,7 @@ def _validate(config: Config) -> None:
     if not 0 <= config.dns.authoritative_port <= 65535:
         raise ConfigError("dns.authoritative_port", "must be 0–65535")
     _validate_dnssec(config.dns)
+    _validate_transfers(config.dns)
     _validate_lmtp(config.lmtp)
     _validate_imap_metadata(config.imap)
     _validate_policy(config.policy)
@@ -1812,6 +1848,34 @@ def _validate_dnssec(dns: DnsSection) -> None:
             "dns.dnssec_refresh",
             f"must be below dns.dnssec_validity ({dns.dnssec_validity}): a signature is made "
             "again before it expires",
+        )
+
+
+def _validate_transfers(dns: DnsSection) -> None:
+    for key in ("zone_check_interval", "notify_retry_interval"):
+        if getattr(dns, key) <= 0:
+            raise ConfigError(f"dns.{key}", f"must be positive, got {getattr(dns, key)}")
+    _validate_networks("dns.transfer_allowed", dns.transfer_allowed)
+    if dns.nameservers:
+        # Imported only then: dns.records brings the X.509 code of TLSA records, which the
+        # CLI's light commands do without (tests/unit/test_cli_startup.py).
+        from pillarbox.dns.records import normalise_name
+    for name in dns.nameservers:
+        try:
+            normalise_name(name)
+        except InvalidName as exc:
+            raise ConfigError("dns.nameservers", str(exc)) from None
+    if bool(dns.transfer_tsig_key) != bool(dns.transfer_tsig_secret_file):
+        raise ConfigError(
+            "dns.transfer_tsig_key", "goes with dns.transfer_tsig_secret_file: set both or neither"
+        )
+    if dns.dnssec and (dns.transfer_allowed or dns.notify):
+        # Online signing answers denials with NSECs made per query (RFC 9824): there is no
+        # NSEC chain to hand a secondary, which could then not prove any name absent.
+        raise ConfigError(
+            "dns.transfer_allowed" if dns.transfer_allowed else "dns.notify",
+            "zone transfers are not offered for zones signed online (dns.dnssec): a secondary "
+            "could not deny names; see docs/dns.md for a signing secondary instead",
         )
 
 

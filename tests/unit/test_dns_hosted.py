@@ -215,3 +215,75 @@ async def test_the_mail_hosts_tlsa_is_served_in_its_zone(store: SqliteStore) -> 
     offered[0] = None
     clock.now += ZONE_CACHE_SECONDS
     assert (await ask(zones, tlsa.name, "TLSA")).answer == []
+
+
+async def soa_serial(zones: HostedZones, name: str = DOMAIN) -> int:
+    query = dns.message.make_query(name, dns.rdatatype.SOA)
+    wire = await respond(zones, query.to_wire(), udp=True)
+    assert wire is not None
+    return int(dns.message.from_wire(wire).answer[0][0].serial)
+
+
+async def test_the_soa_serial_moves_with_the_zone_once_across_nodes(store: SqliteStore) -> None:
+    """Each content its serial, greater than the last (RFC 1982), the same on every node;
+    the node whose build moved it is the one told (it sends the NOTIFY)."""
+    clock = Clock()
+    wall = datetime.now(UTC)  # the challenge record below expires in minutes
+    moved: dict[str, list[tuple[str, int]]] = {"ours": [], "other": []}
+
+    def node(name: str) -> HostedZones:
+        return HostedZones(
+            store,
+            mail_host=f"mail.{DOMAIN}",
+            clock=clock,
+            wall_clock=lambda: wall,
+            on_serial_change=lambda zone, serial: moved[name].append((zone, serial)),
+        )
+
+    ours, other = node("ours"), node("other")
+    first = await soa_serial(ours)
+    assert first == int(wall.timestamp())
+    assert moved == {"ours": [(DOMAIN, first)], "other": []}
+    assert await soa_serial(other) == first  # the same content: the same serial, no NOTIFY
+    assert moved["other"] == []
+    # Built again after the cache time, unchanged: nothing moves. refresh() builds every
+    # hosted zone, asked for or not: the subdomain's gets its first serial.
+    clock.now += ZONE_CACHE_SECONDS
+    await ours.refresh()
+    assert await soa_serial(ours) == first
+    assert moved["ours"] == [(DOMAIN, first), (f"sub.{DOMAIN}", first)]
+
+    # A change in the store moves it on, within the same second too.
+    await store.add_acme_challenge(record("token"))
+    ours.forget_challenges(DOMAIN)
+    second = await soa_serial(ours)
+    assert second == first + 1
+    assert moved["ours"][-1] == (DOMAIN, second)
+    # The other node builds the same new content: the same serial, and no second step.
+    clock.now += ZONE_CACHE_SECONDS
+    await other.refresh()
+    assert await soa_serial(other) == second
+    assert moved["other"] == []
+
+
+async def test_the_ns_names_are_the_configured_ones_and_part_of_the_content(
+    store: SqliteStore,
+) -> None:
+    clock = Clock()
+    plain = HostedZones(store, mail_host=f"mail.{DOMAIN}", clock=clock)
+    with_secondary = HostedZones(
+        store,
+        mail_host=f"mail.{DOMAIN}",
+        nameservers=(f"mail.{DOMAIN}", "ns2.elsewhere.example"),
+        clock=clock,
+    )
+    before = await soa_serial(plain)
+    query = dns.message.make_query(DOMAIN, dns.rdatatype.NS)
+    wire = await respond(with_secondary, query.to_wire(), udp=True)
+    assert wire is not None
+    reply = dns.message.from_wire(wire)
+    assert {rd.to_text() for rd in reply.answer[0]} == {
+        f"mail.{DOMAIN}.",
+        "ns2.elsewhere.example.",
+    }
+    assert await soa_serial(with_secondary) != before

@@ -143,7 +143,7 @@ async def test_thread_ids_are_backfilled_by_migration_24(migrated_url: str) -> N
             "ALTER TABLE account_settings DROP COLUMN shortcuts; "
             "ALTER TABLE account_settings DROP COLUMN default_calendar; "
             "DROP TABLE mta_sts_policies, mta_sts_failures, login_holds, acme_accounts; "
-            "DROP TABLE dnssec_keys; "
+            "DROP TABLE dnssec_keys, zone_serials; "
             "DELETE FROM schema_version WHERE version >= 24"
         )
     upgraded = PostgresStore(migrated_url)
@@ -175,7 +175,7 @@ async def test_dav_etags_and_sync_state_are_backfilled_by_migration_29(migrated_
             "ALTER TABLE account_settings DROP COLUMN shortcuts; "
             "ALTER TABLE account_settings DROP COLUMN default_calendar; "
             "DROP TABLE mta_sts_policies, mta_sts_failures, login_holds, acme_accounts; "
-            "DROP TABLE dnssec_keys; "
+            "DROP TABLE dnssec_keys, zone_serials; "
             "DELETE FROM schema_version WHERE version >= 29"
         )
     upgraded = PostgresStore(migrated_url)
@@ -198,7 +198,7 @@ async def test_schedule_tags_are_backfilled_by_migration_35(migrated_url: str) -
             "ALTER TABLE account_settings DROP COLUMN shortcuts; "
             "ALTER TABLE account_settings DROP COLUMN default_calendar; "
             "DROP TABLE mta_sts_policies, mta_sts_failures, login_holds, acme_accounts; "
-            "DROP TABLE dnssec_keys; "
+            "DROP TABLE dnssec_keys, zone_serials; "
             "DELETE FROM schema_version WHERE version >= 35"
         )
     upgraded = PostgresStore(migrated_url)

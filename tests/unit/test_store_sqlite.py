@@ -316,7 +316,7 @@ async def test_thread_ids_are_backfilled_by_migration_29(tmp_path: Path) -> None
         "ALTER TABLE account_settings DROP COLUMN shortcuts; "
         "ALTER TABLE account_settings DROP COLUMN default_calendar; "
         "DROP TABLE mta_sts_policies; DROP TABLE mta_sts_failures; DROP TABLE login_holds; "
-        "DROP TABLE acme_accounts; DROP TABLE dnssec_keys; "
+        "DROP TABLE acme_accounts; DROP TABLE dnssec_keys; DROP TABLE zone_serials; "
         "DELETE FROM schema_version WHERE version >= 29;"
     )
     conn.close()
@@ -353,7 +353,7 @@ async def test_dav_etags_and_sync_state_are_backfilled_by_migration_34(tmp_path:
         "ALTER TABLE account_settings DROP COLUMN shortcuts; "
         "ALTER TABLE account_settings DROP COLUMN default_calendar; "
         "DROP TABLE mta_sts_policies; DROP TABLE mta_sts_failures; DROP TABLE login_holds; "
-        "DROP TABLE acme_accounts; DROP TABLE dnssec_keys; "
+        "DROP TABLE acme_accounts; DROP TABLE dnssec_keys; DROP TABLE zone_serials; "
         "DELETE FROM schema_version WHERE version >= 34;"
     )
     conn.close()
@@ -378,7 +378,7 @@ async def test_schedule_tags_are_backfilled_by_migration_40(tmp_path: Path) -> N
         "ALTER TABLE account_settings DROP COLUMN shortcuts; "
         "ALTER TABLE account_settings DROP COLUMN default_calendar; "
         "DROP TABLE mta_sts_policies; DROP TABLE mta_sts_failures; DROP TABLE login_holds; "
-        "DROP TABLE acme_accounts; DROP TABLE dnssec_keys; "
+        "DROP TABLE acme_accounts; DROP TABLE dnssec_keys; DROP TABLE zone_serials; "
         "DELETE FROM schema_version WHERE version >= 40;"
     )
     conn.close()

@@ -10,6 +10,10 @@ Both also handle the MX host's DANE TLSA record (docs/dane.md): ``records`` offe
 a certificate whose key stays (a configured one, or ACME with ``tls.acme_reuse_key``), saying
 why otherwise; ``check`` compares a published one with the certificate served.
 
+With ``[dns] authoritative_enabled``, ``records`` ends with the NS records the registrar
+lists (``dns.nameservers``) and, when secondaries may transfer the zone, what to set on them:
+the primary's address, the TSIG key's name and where its secret is, who gets NOTIFY.
+
 With ``[dns] dnssec``, ``records`` also prints the zone's DNSKEY and the DS the registrar
 publishes (making the zone's key if the server has not yet); when our authoritative server
 serves the zone, ``check`` compares the DS at the parent with that key (or, unsigned, warns of
@@ -98,6 +102,33 @@ async def _report_mailboxes(store: Store, config: Config, name: str) -> list[Fin
     return findings
 
 
+def _delegation(config: Config, records: DomainRecords) -> list[str]:
+    """With our authoritative server: the NS records the registrar lists, and what each
+    secondary name server is to be told (docs/dns.md has its configuration)."""
+    section = config.dns
+    if not section.authoritative_enabled:
+        return []
+    ttl = records.records[0].ttl
+    domain = records.domain
+    lines = ["; name servers: the registrar's NS records for the domain (dns.nameservers)"]
+    for name in section.nameservers or (config.server.hostname,):
+        lines.append(DnsRecord(domain, "NS", name.rstrip(".") + ".", ttl).zone_line())
+    if not section.transfer_allowed:
+        lines.append("; secondaries: none may transfer the zone (dns.transfer_allowed)")
+        return lines
+    primary = f"{section.authoritative_address} port {section.authoritative_port}"
+    lines.append(f"; secondaries transfer {domain} from {primary} (AXFR over TCP)")
+    lines.append(f";   allowed from: {', '.join(section.transfer_allowed)}")
+    if section.transfer_tsig_key:
+        lines.append(
+            f";   TSIG key {section.transfer_tsig_key} (hmac-sha256), secret in "
+            f"{config.resolve_path(section.transfer_tsig_secret_file)}"
+        )
+    if section.notify:
+        lines.append(f";   NOTIFY sent to: {', '.join(section.notify)}")
+    return lines
+
+
 _ADDRESS_OPTION = click.option(
     "--address",
     "addresses",
@@ -129,6 +160,8 @@ def dns_records(state: CliState, domain: str, addresses: tuple[str, ...]) -> Non
 
     records, secure = run_store(config, from_store)
     click.echo(zone_text(records, secure), nl=False)
+    for line in _delegation(config, records):
+        click.echo(line)
     click.echo(f"; MTA-STS policy, to serve at {records.mta_sts_url}:")
     for line in records.mta_sts_policy.splitlines():
         click.echo(f";   {line}")

@@ -8,8 +8,9 @@ Implementation notes:
 * Answers come from a :class:`ZoneSource`; :class:`StaticZones` serves fixed zones (tests, or
   zones built from :func:`pillarbox.dns.records.required_records`). A name outside every served
   zone is REFUSED, without AA: we are not a resolver.
-* Lookup is RFC 1034 §4.3.2 without delegations, wildcards or zone transfers (AXFR and IXFR
-  are REFUSED). Every answer from a zone has AA set (RFC 1035 §4.1.1).
+* Lookup is RFC 1034 §4.3.2 without delegations or wildcards. Zone transfers (AXFR, IXFR) go
+  to the server's :class:`~pillarbox.dns.transfer.ZoneTransfers` with the client's address;
+  without one they are REFUSED. Every answer from a zone has AA set (RFC 1035 §4.1.1).
 * A zone with a :class:`~pillarbox.dns.signing.ZoneSigner` is signed (DNSSEC): its apex serves
   the DNSKEY RRset (RFC 4035 §2.1), and an answer to a query with DO (RFC 3225 §3, echoed in
   the reply's OPT) carries each RRset of every section followed by its RRSIG (RFC 4035
@@ -56,7 +57,7 @@ import contextlib
 import struct
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dnslib import (
     CLASS,
@@ -94,6 +95,9 @@ EDNS_CO = 0x4000
 OVER_BUDGET_LOG_EVERY = 1000
 #: Our largest UDP reply to an EDNS0 client (DNS Flag Day 2020: no IP fragmentation).
 DEFAULT_UDP_PAYLOAD = 1232
+
+if TYPE_CHECKING:
+    from pillarbox.dns.transfer import ZoneTransfers
 
 _log = Log("dns.authoritative")
 
@@ -209,6 +213,17 @@ class StaticZone:
     def exists(self, name: str) -> bool:
         """``name`` owns records or has names below it (an empty non-terminal, RFC 8020)."""
         return name in self._names
+
+    def rrsets(self) -> list[tuple[str, int, int, list[bytes]]]:
+        """Every RRset of the zone as (owner, type, TTL, rdatas in wire form), the apex SOA
+        first: what a zone transfer carries (:mod:`pillarbox.dns.transfer`)."""
+        found = [(self.origin, QTYPE.SOA, self.soa.ttl, [_rdata_wire(self.soa)])]
+        for name, node in self._nodes.items():
+            for rtype, rrs in node.items():
+                if rtype != QTYPE.SOA:
+                    ttl = min(rr.ttl for rr in rrs)  # RFC 2181 §5.2: one TTL per RRset
+                    found.append((name, rtype, ttl, [_rdata_wire(rr) for rr in rrs]))
+        return found
 
 
 def _to_rr(name: str, record: DnsRecord) -> Any:
@@ -422,8 +437,8 @@ def _reply_header(request: Any, *, rcode: int, aa: bool) -> Any:
     return DNSRecord(header, questions=list(request.questions))
 
 
-def _error_header(data: bytes, rcode: int) -> bytes:
-    """A bare reply (no sections) for a query dnslib could not parse, from its raw header."""
+def error_reply(data: bytes, rcode: int) -> bytes:
+    """A bare reply (no sections) to a query that is not parsed further, from its raw header."""
     query_id, flags = struct.unpack("!HH", data[:4])
     opcode_and_rd = flags & 0x7900  # keep OPCODE (bits 11-14) and RD (bit 8)
     return struct.pack("!HHHHHH", query_id, 0x8000 | opcode_and_rd | rcode, 0, 0, 0, 0)
@@ -442,12 +457,12 @@ async def respond(
     try:
         request = DNSRecord.parse(data)
     except (DNSError, ValueError, IndexError, struct.error):
-        return _error_header(data, RCODE.FORMERR)
+        return error_reply(data, RCODE.FORMERR)
     if request.header.opcode != OPCODE_QUERY:
-        return _error_header(data, RCODE.NOTIMP)
+        return error_reply(data, RCODE.NOTIMP)
     options = [rr for rr in request.ar if rr.rtype == QTYPE.OPT]
     if len(request.questions) != 1 or len(options) > 1:  # RFC 6891 §6.1.1: at most one OPT
-        return _error_header(data, RCODE.FORMERR)
+        return error_reply(data, RCODE.FORMERR)
     edns = options[0] if options else None
     limit = MAX_TCP_MESSAGE
     if udp:
@@ -476,7 +491,7 @@ async def respond(
         return packed
     if not udp:  # nothing smaller exists: the zone data is at fault
         _log.error("answer exceeds a TCP message", name=str(request.q.qname))
-        return _error_header(data, RCODE.SERVFAIL)
+        return error_reply(data, RCODE.SERVFAIL)
     # RFC 2181 §9: too big for this datagram; set TC and send no partial RRsets.
     return _truncated(
         request, edns, udp_payload, rcode=reply.header.rcode, aa=bool(reply.header.aa)
@@ -542,9 +557,17 @@ class AuthoritativeServer:
     port 0 picks a free port (the same for UDP and TCP), read back from :attr:`port`.
     """
 
-    def __init__(self, source: ZoneSource, *, limits: ServerLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        source: ZoneSource,
+        *,
+        limits: ServerLimits = DEFAULT_LIMITS,
+        transfers: ZoneTransfers | None = None,
+    ) -> None:
+        """``transfers`` answers AXFR and IXFR (module notes)."""
         self._source = source
         self._limits = limits
+        self._transfers = transfers
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -606,13 +629,20 @@ class AuthoritativeServer:
         self._udp_in_flight += 1
         self._spawn(self._answer_udp(data, addr))
 
+    async def _replies(self, data: bytes, peer: str, *, udp: bool) -> list[bytes]:
+        """The messages answering one query: many for a zone transfer, else one or none."""
+        if self._transfers is not None:
+            replies = await self._transfers.replies(data, peer, udp=udp)
+            if replies is not None:
+                return replies
+        reply = await respond(self._source, data, udp=udp, udp_payload=self._limits.udp_payload)
+        return [] if reply is None else [reply]
+
     async def _answer_udp(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         try:
-            reply = await respond(
-                self._source, data, udp=True, udp_payload=self._limits.udp_payload
-            )
-            if reply is not None and self._udp is not None:
-                self._udp.sendto(reply, addr)
+            for reply in await self._replies(data, str(addr[0]), udp=True):
+                if self._udp is not None:
+                    self._udp.sendto(reply, addr)
         finally:
             self._udp_in_flight -= 1
 
@@ -625,16 +655,14 @@ class AuthoritativeServer:
         if task is not None:
             self._tasks.add(task)  # so close() ends connections, not only the listener
         idle = self._limits.tcp_idle_timeout
+        peer = str(writer.get_extra_info("peername")[0])
         try:
             while True:
                 # Any partial message counts as activity only once complete: a client that
                 # trickles a query slower than the idle timeout is cut off.
                 (length,) = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), idle))
                 query = await asyncio.wait_for(reader.readexactly(length), idle)
-                reply = await respond(
-                    self._source, query, udp=False, udp_payload=self._limits.udp_payload
-                )
-                if reply is not None:
+                for reply in await self._replies(query, peer, udp=False):
                     writer.write(struct.pack("!H", len(reply)) + reply)
                     await asyncio.wait_for(writer.drain(), idle)
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
@@ -655,9 +683,10 @@ async def serve_zones(
     host: str = "127.0.0.1",
     port: int = 0,
     limits: ServerLimits = DEFAULT_LIMITS,
+    transfers: ZoneTransfers | None = None,
 ) -> AsyncIterator[AuthoritativeServer]:
     """A running server for the block's duration; port 0 picks a free one (see ``.port``)."""
-    server = AuthoritativeServer(source, limits=limits)
+    server = AuthoritativeServer(source, limits=limits, transfers=transfers)
     async with server:
         await server.start(host, port)
         yield server

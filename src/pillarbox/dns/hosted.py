@@ -17,6 +17,14 @@ A zone that holds the mail host's name also serves its TLSA record (``_25._tcp.<
 on), read again with the rest of the zone, so a hand-placed next key shows up within
 :data:`ZONE_CACHE_SECONDS` of the certificate changing.
 
+Each zone's SOA serial comes from the store (:mod:`pillarbox.dns.serial`): every build digests
+the zone's records, NS names and key, and the store moves the serial on when the digest is new.
+The node whose build moved it calls ``on_serial_change`` (the NOTIFY sender,
+:mod:`pillarbox.dns.notify`): one change, one announcement, whichever node noticed it. Every
+node must therefore build the same zone: a node whose ``[dns]`` differs (addresses,
+nameservers) or whose certificate gives another TLSA record moves the serial at each build,
+which the log shows as a ``zone serial moved`` line every few seconds.
+
 The DKIM records are the public halves of the stored keys: every active key, and each retired
 key for :data:`RETIRED_KEY_PUBLISHED` after its retirement, so mail signed just before a
 rotation still verifies while it is in transit or in a verifier's queue.
@@ -32,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 
 from pillarbox.blocking import run_blocking
 from pillarbox.config import Config
-from pillarbox.dns.authoritative import StaticZone
+from pillarbox.dns.authoritative import SoaSettings, StaticZone
 from pillarbox.dns.records import (
     DEFAULT_POLICY,
     DEFAULT_SRV_SERVICES,
@@ -41,6 +49,7 @@ from pillarbox.dns.records import (
     RecordPolicy,
     required_records,
 )
+from pillarbox.dns.serial import zone_digest
 from pillarbox.dns.signing import (
     SignatureBudget,
     SigningPolicy,
@@ -48,6 +57,7 @@ from pillarbox.dns.signing import (
     ZoneSigner,
     new_key_pem,
 )
+from pillarbox.observability.log import Log
 from pillarbox.queue import dkim
 from pillarbox.store.interface import Store
 from pillarbox.store.types import DkimKeyRecord, DnssecKey
@@ -62,6 +72,8 @@ CHALLENGE_CACHE_SECONDS = 1.0
 #: TTL of an ACME challenge record: short, so a resolver never holds a stale value into the
 #: next attempt (RFC 8555 §8.4 leaves it to the client; certbot's DNS plugins use 10 to 120).
 CHALLENGE_TTL = 10
+
+_log = Log("dns.hosted")
 
 
 def published_keys(keys: Sequence[DkimKeyRecord], now: datetime) -> dict[str, str]:
@@ -164,14 +176,20 @@ class HostedZones:
         cache_seconds: float = ZONE_CACHE_SECONDS,
         signing: SigningPolicy | None = None,
         tlsa: Callable[[], DnsRecord | None] | None = None,
+        nameservers: Sequence[str] = (),
+        on_serial_change: Callable[[str, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """``signing``: sign the zones so (None: unsigned); ``tlsa``: the mail host's TLSA
         record, or None when none would last (it reads the certificate: called off the
-        event loop, once per zone build)."""
+        event loop, once per zone build); ``nameservers``: the zones' NS names (empty: the
+        mail host); ``on_serial_change(domain, serial)``: called when this node's build moved
+        a zone's serial (module notes)."""
         self._store = store
         self._mail_host = mail_host
+        self._nameservers = tuple(nameservers) or (mail_host,)
+        self._on_serial_change = on_serial_change
         self._addresses = tuple(addresses)
         self._policy = policy
         self._cache_seconds = cache_seconds
@@ -239,17 +257,42 @@ class HostedZones:
                 if row.name.endswith("." + domain)
             )
             if cached.zone is None or challenges != cached.challenges:
-                # The NS is this host, with the address the zones give it (``ns.<domain>``,
-                # StaticZone's default, resolves nowhere): the name the registrar's NS names.
+                content = cached.records + challenges
+                serial = await self._serial(domain, content, cached.signer)
+                # The NS is this host by default, with the address the zones give it
+                # (``ns.<domain>``, StaticZone's default, resolves nowhere).
                 cached.zone = StaticZone(
                     domain,
-                    cached.records + challenges,
-                    nameservers=(self._mail_host,),
+                    content,
+                    nameservers=self._nameservers,
+                    soa=SoaSettings(serial=serial),
                     signer=cached.signer,
                 )
                 cached.challenges = challenges
             cached.challenges_expire = now + CHALLENGE_CACHE_SECONDS
         return cached.zone
+
+    async def _serial(
+        self, domain: str, records: tuple[DnsRecord, ...], signer: ZoneSigner | None
+    ) -> int:
+        """The SOA serial of ``domain``'s zone holding ``records`` (module notes)."""
+        lines = [record.zone_line() for record in records]
+        lines += [f"{domain}.\tNS\t{name}." for name in self._nameservers]
+        if signer is not None:
+            lines.append(f"{domain}.\tDNSKEY\t{signer.key.dnskey}")
+        now = int(self._wall_clock().timestamp())
+        stored = await self._store.zone_serial(domain, zone_digest(lines), now)
+        if stored.changed:
+            _log.info("zone serial moved", zone=domain, serial=stored.serial)
+            if self._on_serial_change is not None:
+                self._on_serial_change(domain, stored.serial)
+        return stored.serial
+
+    async def refresh(self) -> None:
+        """Build every hosted zone whose cached build expired, so a change is noticed (and
+        announced) without waiting for a query to ask for the zone."""
+        for domain in await self._store.list_domains():
+            await self._zone(domain.name)
 
     async def _tlsa_in(self, domain: str) -> tuple[DnsRecord, ...]:
         """The mail host's TLSA record if it lies in ``domain``'s zone and one is offered."""

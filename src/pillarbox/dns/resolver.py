@@ -266,8 +266,9 @@ class _ResponseCache:
             self._entries.popitem(last=False)
 
 
-def parse_nameserver(text: str) -> tuple[str, int] | None:
-    """``dns.nameserver`` as (address, port); None for the system's resolver.
+def parse_nameserver(text: str, *, key: str = "dns.nameserver") -> tuple[str, int] | None:
+    """``dns.nameserver`` (or another setting naming a DNS server, ``key``) as (address, port);
+    None for the system's resolver (an empty setting).
 
     Accepts ``host``, ``host:port``, a bare IPv6 address and ``[v6]:port``. The host must be an IP
     address: resolving the resolver's own name would need a resolver.
@@ -279,20 +280,20 @@ def parse_nameserver(text: str) -> tuple[str, int] | None:
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):
-            raise ConfigError("dns.nameserver", f"malformed address {text!r}")
+            raise ConfigError(key, f"malformed address {text!r}")
         port_text = rest[1:]
     elif text.count(":") == 1:
         host, _, port_text = text.partition(":")
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise ConfigError("dns.nameserver", f"{host!r} is not an IP address") from None
+        raise ConfigError(key, f"{host!r} is not an IP address") from None
     if not port_text:
         return host, DEFAULT_PORT
     if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) or not (
         0 < int(port_text) < 65536
     ):
-        raise ConfigError("dns.nameserver", f"bad port {port_text!r}")
+        raise ConfigError(key, f"bad port {port_text!r}")
     return host, int(port_text)
 
 

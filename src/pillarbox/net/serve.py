@@ -1,7 +1,8 @@
 """``pillarbox serve``: one process, one event loop, every listener (DESIGN principle 7).
 
 Start-up order: store (migrations) → TLS (the stored ACME certificate, when ``tls.acme``) →
-listeners → the ACME challenge listener → the authoritative DNS server (when enabled) → the
+listeners → the ACME challenge listener → the authoritative DNS server (when enabled; with
+``dns.notify``, a task building its zones every ``dns.zone_check_interval``) → the
 policy and its spam model read ahead (when enabled) → background tasks (the queue runner, the
 ACME renewal task, the greylist pruning when greylisting is on, the retention job, the check
 that no newer Pillarbox upgraded the store since) → with a SQLite store, the control socket
@@ -31,6 +32,8 @@ from pillarbox import blocking, provisioning, retention
 from pillarbox.config import LISTENER_DOCS, Config, socket_mode
 from pillarbox.dns.authoritative import AuthoritativeServer
 from pillarbox.dns.hosted import HostedZones, record_policy, signing_policy
+from pillarbox.dns.notify import ZoneNotifier, notify_targets
+from pillarbox.dns.transfer import ZoneTransfers, transfer_policy, tsig_key
 from pillarbox.errors import ConfigError, SchemaTooNew, StorageError, StoreInUse
 from pillarbox.net.acmefiles import lasting_tlsa
 from pillarbox.net.certfiles import CertificateFiles
@@ -102,6 +105,8 @@ class Server:
         self.context: Services | None = None
         #: The authoritative DNS server, when ``dns.authoritative_enabled``.
         self.dns: AuthoritativeServer | None = None
+        #: Sends NOTIFY to the secondaries, when ``dns.notify``.
+        self.notifier: ZoneNotifier | None = None
         #: The ACME certificate's keeper, when ``tls.acme``.
         self.acme: CertificateManager | None = None
         #: Where ``pillarbox queue flush`` wakes the queue runner, with a SQLite store.
@@ -357,23 +362,46 @@ class Server:
         dns = self.config.dns
         if not dns.authoritative_enabled:
             return
+        if dns.notify:
+            self.notifier = ZoneNotifier(
+                notify_targets(self.config),
+                key=tsig_key(self.config),
+                retry_interval=dns.notify_retry_interval,
+            )
         zones = HostedZones(
             context.store,
             mail_host=self.config.server.hostname,
             addresses=dns.addresses,
             policy=record_policy(self.config),
+            cache_seconds=dns.zone_check_interval,
             signing=signing_policy(self.config),
             tlsa=lambda: lasting_tlsa(self.config),
+            nameservers=dns.nameservers,
+            on_serial_change=None if self.notifier is None else self.notifier.zone_changed,
         )
-        self.dns = AuthoritativeServer(zones)
+        transfers = ZoneTransfers(zones, transfer_policy(self.config))
+        self.dns = AuthoritativeServer(zones, transfers=transfers)
         await self.dns.start(dns.authoritative_address, dns.authoritative_port)
         self.log.info("dns listening", on=_where([(self.dns.host, self.dns.port)]))
+        if self.notifier is not None:
+            context.spawn(self._watch_zones(zones), "dns-zone-watch")
         if self.acme is not None and "dns-01" in self.config.tls.acme_challenges:
             from pillarbox.dns.acmerecords import AcmeChallengeRecords
 
             self.acme.dns_records = AcmeChallengeRecords(
                 context.store, zones, self.dns.host, self.dns.port
             )
+
+    async def _watch_zones(self, zones: HostedZones) -> None:
+        """Build the hosted zones every ``dns.zone_check_interval`` whether asked for or
+        not, so a change moves the serial and is announced to the secondaries (NOTIFY) even
+        while no query comes."""
+        while True:
+            try:
+                await zones.refresh()
+            except StorageError as exc:  # a store hiccup: the next round retries
+                self.log.warning("zone check failed", error=str(exc))
+            await asyncio.sleep(self.config.dns.zone_check_interval)
 
     async def _serve_web(self, context: Services, web: Sequence[HttpListener]) -> None:
         """The web app on the bound web listeners: built last, once every port is known, so
@@ -430,6 +458,9 @@ class Server:
         if self.dns is not None:
             await self.dns.close()
             self.dns = None
+        if self.notifier is not None:
+            await self.notifier.close()
+            self.notifier = None
         if context is not None:
             for task in list(context.background):
                 task.cancel()

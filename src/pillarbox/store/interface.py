@@ -93,6 +93,7 @@ from pillarbox.store.types import (
     TlsSessionResult,
     TokenKind,
     TotpEnrolment,
+    ZoneSerial,
 )
 
 
@@ -974,6 +975,14 @@ class Store(Protocol):
         """Store ``key`` unless its domain has one already, which this never replaces (its DS
         is at the registrar); the key stored afterwards: this one, or the one another node
         stored first. ``NotFound`` if the domain is not hosted."""
+
+    # -- the SOA serials of the hosted zones (pillarbox.dns.serial) -----------------------------
+    async def zone_serial(self, domain: str, digest: bytes, now: int) -> ZoneSerial:
+        """The serial of ``domain``'s zone when its content has ``digest``: the stored one if
+        it was stored with that digest, else the next one (``dns.serial.next_serial`` at
+        ``now``, Unix seconds) stored with it, ``changed``. Of nodes asking at once with one
+        new digest, one moves the serial on and the others get it unchanged. Kept when the
+        domain is removed: added again, its serial goes on from there."""
 
     # -- spam filter (pillarbox.policy) ---------------------------------------------------------
     async def spam_model(

@@ -1069,6 +1069,15 @@ class DnssecKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ZoneSerial:
+    """A hosted zone's SOA serial (:mod:`pillarbox.dns.serial`), and whether this call moved it
+    on: only the node that moved it tells the secondaries (NOTIFY, RFC 1996)."""
+
+    serial: int
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class AcmeLease:
     """Who may ask the CA for a scope's certificate: one node at a time, cluster-wide.
 

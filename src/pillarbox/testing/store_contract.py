@@ -98,6 +98,7 @@ from pillarbox.store.types import (
     TlsSessionResult,
     TokenKind,
     TotpEnrolment,
+    ZoneSerial,
     data_etag,
 )
 
@@ -636,6 +637,43 @@ class StoreContract:
                 assert results[0].key_pem in (b"key-a", b"key-b")
                 assert await node_b.dnssec_key(domain) == results[0]
                 assert await store.dnssec_key(domain) == results[0]
+        finally:
+            await node_b.close()
+
+    # -- the SOA serials of the hosted zones ------------------------------------------------------
+    async def test_zone_serial_moves_on_only_with_the_content(self, store: Store) -> None:
+        now = 1_800_000_000
+        first = await store.zone_serial("a.example", b"d1", now)
+        assert first == ZoneSerial(now, changed=True)
+        # The same content: the same serial, whenever asked.
+        assert await store.zone_serial("a.example", b"d1", now + 50) == ZoneSerial(now, False)
+        # New content within the same second: one more, not the clock's.
+        assert await store.zone_serial("a.example", b"d2", now) == ZoneSerial(now + 1, True)
+        assert await store.zone_serial("a.example", b"d2", now) == ZoneSerial(now + 1, False)
+        # Back to earlier content is a change too: the serial never goes back.
+        assert await store.zone_serial("a.example", b"d1", now + 60) == ZoneSerial(now + 60, True)
+        # A clock set back does not set the serial back.
+        assert await store.zone_serial("a.example", b"d3", now - 3600) == ZoneSerial(now + 61, True)
+        # Zones are counted apart.
+        assert await store.zone_serial("b.example", b"d1", now) == ZoneSerial(now, True)
+
+    async def test_zone_serial_given_at_once_by_two_nodes_moves_once(
+        self, store_factory: StoreFactory, store: Store
+    ) -> None:
+        """Nodes bringing the same new content at once: one step, and one node told it moved
+        (the one that sends the NOTIFY)."""
+        node_b = store_factory()
+        await node_b.open()
+        try:
+            now = 1_800_000_000
+            for n in range(5):
+                digest = f"content-{n}".encode()
+                results = await asyncio.gather(
+                    store.zone_serial("zone.example", digest, now + n),
+                    node_b.zone_serial("zone.example", digest, now + n),
+                )
+                assert results[0].serial == results[1].serial == now + n, results
+                assert sorted(r.changed for r in results) == [False, True], results
         finally:
             await node_b.close()
 

@@ -663,6 +663,13 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
             ("domain", "key", "created"),
             lambda r: (r[0], bytes(r[1]), _time(r[2])),
         ),
+        # The zones' serials move too: a secondary holding one must see the next one greater.
+        _Table(
+            "zone_serials",
+            "SELECT domain, serial, digest FROM zone_serials",
+            ("domain", "serial", "digest"),
+            lambda r: (r[0], r[1], bytes(r[2])),
+        ),
         # Passed triplets stay passed: a legitimate sender is not greylisted again for the move.
         _Table(
             "greylist",

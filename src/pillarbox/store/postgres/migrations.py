@@ -990,6 +990,17 @@ CREATE TABLE dnssec_keys (
 """
 
 
+# The SOA serial of each hosted zone (SQLite migration 49's notes); bigint: a serial is an
+# unsigned 32-bit number.
+_V43_SQL = r"""
+CREATE TABLE zone_serials (
+    domain text PRIMARY KEY,
+    serial bigint NOT NULL,
+    digest bytea NOT NULL
+);
+"""
+
+
 async def _schedule_tags(conn: Conn) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
     # Here, not at the top: every command that opens a store imports this module, and
@@ -1057,6 +1068,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(40, "messages two-step web logins hold between their steps", _V40_SQL),
     Migration(41, "the nodes' shared ACME account per CA directory", _V41_SQL),
     Migration(42, "the zone signing key of each hosted domain (DNSSEC)", _V42_SQL),
+    Migration(43, "the SOA serial of each hosted zone (zone transfers)", _V43_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -103,6 +103,7 @@ from pillarbox.store.postgres import (
     spamdata,
     stsdata,
     tlsdata,
+    zonedata,
 )
 from pillarbox.store.postgres.maildrops import MaildropLocks
 from pillarbox.store.postgres.migrations import LATEST_VERSION, schema_version
@@ -183,6 +184,7 @@ from pillarbox.store.types import (
     TlsSessionResult,
     TokenKind,
     TotpEnrolment,
+    ZoneSerial,
     activity_series,
     canonical_flags,
     normalize_mailbox_name,
@@ -2275,6 +2277,13 @@ class PostgresStore:
 
     async def add_dnssec_key(self, key: DnssecKey) -> DnssecKey:
         return await self._write(lambda conn, _: dnssecdata.add_key(conn, key))
+
+    # -- the SOA serials of the hosted zones (see .zonedata) --------------------------------------
+    async def zone_serial(self, domain: str, digest: bytes, now: int) -> ZoneSerial:
+        current = await self._read(lambda conn: zonedata.stored(conn, domain))
+        if current is not None and current[1] == digest:
+            return ZoneSerial(current[0], changed=False)
+        return await self._write(lambda conn, _: zonedata.advance(conn, domain, digest, now))
 
     # -- spam filter (see .spamdata) -------------------------------------------------------------
     async def spam_model(

@@ -1047,6 +1047,18 @@ CREATE TABLE dnssec_keys (
 """
 
 
+# The SOA serial of each hosted zone and the digest of the content it was given to
+# (pillarbox.dns.serial; queries in .zonedata). No foreign key: a serial outlives its domain,
+# so a domain removed and added again never goes back to a serial a secondary has seen.
+_V49_SQL = r"""
+CREATE TABLE zone_serials (
+    domain TEXT PRIMARY KEY,
+    serial INTEGER NOT NULL,
+    digest BLOB NOT NULL
+) WITHOUT ROWID;
+"""
+
+
 def _schedule_tags(conn: sqlite3.Connection) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
     # Here, not at the top: every command that opens a store imports this module, and
@@ -1117,6 +1129,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(46, "messages two-step web logins hold between their steps", _V46_SQL),
     Migration(47, "the nodes' shared ACME account per CA directory", _V47_SQL),
     Migration(48, "the zone signing key of each hosted domain (DNSSEC)", _V48_SQL),
+    Migration(49, "the SOA serial of each hosted zone (zone transfers)", _V49_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

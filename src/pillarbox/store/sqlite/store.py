@@ -99,6 +99,7 @@ from pillarbox.store.sqlite import (
     stsdata,
     tlsdata,
     webdata,
+    zonedata,
 )
 from pillarbox.store.sqlite.migrations import LATEST_VERSION, migrate, schema_version
 from pillarbox.store.sqlite.serverlock import ServerLock
@@ -179,6 +180,7 @@ from pillarbox.store.types import (
     TlsSessionResult,
     TokenKind,
     TotpEnrolment,
+    ZoneSerial,
     activity_series,
     canonical_flags,
     normalize_mailbox_name,
@@ -2112,6 +2114,13 @@ class SqliteStore:
 
     async def add_dnssec_key(self, key: DnssecKey) -> DnssecKey:
         return await self._write(lambda conn, fx: dnssecdata.add_key(conn, key))
+
+    # -- the SOA serials of the hosted zones (see .zonedata) --------------------------------------
+    async def zone_serial(self, domain: str, digest: bytes, now: int) -> ZoneSerial:
+        current = await self._read(lambda conn: zonedata.stored(conn, domain))
+        if current is not None and current[1] == digest:
+            return ZoneSerial(current[0], changed=False)
+        return await self._write(lambda conn, fx: zonedata.advance(conn, domain, digest, now))
 
     # -- spam filter (see .spamdata) ---------------------------------------------------------------
     async def spam_model(

@@ -1,0 +1,133 @@
+"""NOTIFY (RFC 1996): telling the secondaries that a hosted zone's serial moved, so they
+transfer it now rather than at their next SOA refresh.
+
+Implementation notes:
+
+* Sent by the node whose zone build moved the serial (:mod:`pillarbox.dns.hosted`), to
+  every address of ``[dns] notify``, over UDP: a QUERY-shaped message with opcode NOTIFY,
+  AA set, the zone's SOA as its question (RFC 1996 §3.7), signed with the transfer TSIG key
+  when one is set (the secondary then checks it, and we check its signed answer).
+* Sent again after ``notify_retry_interval`` seconds without an answer, at most
+  :data:`RETRANSMISSIONS` times (RFC 1996 §3.6); an answer of any RCODE ends it. A newer
+  serial of the same zone replaces the sending still going on for the older one.
+* Every outcome is logged: answered (INFO), refused by the secondary or unanswered after the
+  last retransmission (WARNING). A secondary never told still finds the change at its next
+  SOA refresh (RFC 1034 §4.3.5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+import dns.rdatatype
+import dns.tsig
+
+from pillarbox.config import Config
+from pillarbox.dns.resolver import parse_nameserver
+from pillarbox.errors import ConfigError
+from pillarbox.observability.log import Log
+
+RETRANSMISSIONS = 5  # RFC 1996 §3.6: "a maximum of 5 retransmissions (for UDP)"
+
+_log = Log("dns.notify")
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyTarget:
+    host: str
+    port: int
+
+
+def notify_targets(config: Config) -> tuple[NotifyTarget, ...]:
+    """The ``[dns] notify`` addresses (ConfigError for one that is not an address)."""
+    targets = []
+    for text in config.dns.notify:
+        parsed = parse_nameserver(text, key="dns.notify")
+        if parsed is None:
+            raise ConfigError("dns.notify", "an empty address")
+        targets.append(NotifyTarget(*parsed))
+    return tuple(targets)
+
+
+def notify_message(zone: str, key: dns.tsig.Key | None) -> dns.message.Message:
+    """The NOTIFY of ``zone`` (RFC 1996 §3.7), signed with ``key`` if given."""
+    message = dns.message.make_query(zone + ".", dns.rdatatype.SOA)
+    message.flags = dns.flags.AA  # RFC 1996 §3.7: AA set; RD clear
+    message.set_opcode(dns.opcode.NOTIFY)
+    if key is not None:
+        message.use_tsig(key)
+    return message
+
+
+class ZoneNotifier:
+    """Sends the NOTIFYs of the zones whose serial moved (module notes)."""
+
+    def __init__(
+        self,
+        targets: Sequence[NotifyTarget],
+        *,
+        key: dns.tsig.Key | None,
+        retry_interval: float,
+    ) -> None:
+        self._targets = tuple(targets)
+        self._key = key
+        self._retry_interval = retry_interval
+        self._sending: dict[tuple[str, NotifyTarget], asyncio.Task[None]] = {}
+
+    def zone_changed(self, zone: str, serial: int) -> None:
+        """Tell every target that ``zone`` now has ``serial``."""
+        for target in self._targets:
+            previous = self._sending.pop((zone, target), None)
+            if previous is not None:
+                previous.cancel()  # superseded: the secondary will fetch the newest anyway
+            task = asyncio.ensure_future(self._notify(zone, serial, target))
+            self._sending[zone, target] = task
+            task.add_done_callback(functools.partial(self._forget, (zone, target)))
+
+    def _forget(self, key: tuple[str, NotifyTarget], task: asyncio.Task[None]) -> None:
+        if self._sending.get(key) is task:
+            del self._sending[key]
+
+    async def close(self) -> None:
+        """Stop every sending still going on."""
+        tasks = list(self._sending.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _notify(self, zone: str, serial: int, target: NotifyTarget) -> None:
+        message = notify_message(zone, self._key)
+        where = {"zone": zone, "serial": serial, "secondary": f"{target.host}:{target.port}"}
+        for attempt in range(1 + RETRANSMISSIONS):
+            try:
+                response = await dns.asyncquery.udp(
+                    message, target.host, timeout=self._retry_interval, port=target.port
+                )
+            except dns.exception.Timeout:
+                continue
+            except OSError as exc:  # unreachable now: wait as for a lost answer
+                _log.debug("notify not sent", error=str(exc), **where)
+                await asyncio.sleep(self._retry_interval)
+                continue
+            except dns.exception.DNSException as exc:  # its TSIG did not verify, or garbage
+                _log.warning("notify answer unusable", error=str(exc), **where)
+                return
+            rcode = response.rcode()
+            if rcode == dns.rcode.NOERROR:
+                _log.info("notify answered", attempts=attempt + 1, **where)
+            else:
+                _log.warning("notify refused", rcode=dns.rcode.to_text(rcode), **where)
+            return
+        _log.warning("notify unanswered", attempts=1 + RETRANSMISSIONS, **where)

@@ -1,0 +1,238 @@
+"""A real secondary name server fed by zone transfers from the live server: Knot DNS
+(``knotd``, run unprivileged-style on loopback with its own config and storage) transfers a
+hosted zone over TSIG (RFC 5936, RFC 8945) and answers ``dig`` with our records; a change in
+the store moves the SOA serial, our NOTIFY (RFC 1996) reaches Knot, and Knot serves the new
+data within seconds (its own SOA refresh is an hour away). ``dig axfr`` without the key, with
+the wrong one, or from an address not allowed is refused. Skipped where Knot DNS (Debian
+``knot``) or dig is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pillarbox import config as cfg
+from pillarbox import provisioning
+from pillarbox.testing.command import run_pillarbox
+from pillarbox.testing.live import LiveServer, free_port, loopback_config
+
+KNOTD = shutil.which("knotd", path=os.environ.get("PATH", "") + os.pathsep + "/usr/sbin")
+
+pytestmark = pytest.mark.skipif(
+    KNOTD is None or shutil.which("dig") is None,
+    reason="knotd or dig not installed (apt-get install knot bind9-dnsutils)",
+)
+
+DOMAIN = "pillarbox.test"
+HOST = f"mail.{DOMAIN}"
+ADDRESS = "192.0.2.25"
+KEY_NAME = "xfr.pillarbox.test"
+SECRET = base64.b64encode(bytes(range(100, 132))).decode()
+
+
+def dig(port: int, *args: str, source: str = "127.0.0.1") -> str:
+    done = subprocess.run(
+        ["dig", "@127.0.0.1", "-p", str(port), "-b", source, "+tries=1", "+time=5", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.stdout + done.stderr
+
+
+def answers(port: int, name: str, rtype: str) -> list[str]:
+    """The rdata of each answer record (dig +short)."""
+    return dig(port, "+short", name, rtype).split("\n")[:-1]
+
+
+def serial(port: int) -> int:
+    (soa,) = answers(port, DOMAIN, "SOA")
+    return int(soa.split()[2])
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        time.sleep(0.2)
+
+
+def knot_config(root: Path, port: int, primary: int, *, key: bool = True) -> Path:
+    """A Knot secondary for the domain on 127.0.0.1:``port``, transferring from ours."""
+    for name in ("run", "storage", "zones"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    signed = f"    key: {KEY_NAME}\n" if key else ""
+    text = f"""\
+server:
+    rundir: "{root / "run"}"
+    listen: 127.0.0.1@{port}
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "{root / "storage"}"
+key:
+  - id: {KEY_NAME}
+    algorithm: hmac-sha256
+    secret: {SECRET}
+remote:
+  - id: pillarbox
+    address: 127.0.0.1@{primary}
+{signed}acl:
+  - id: notify-from-pillarbox
+    address: 127.0.0.1
+{signed}    action: notify
+template:
+  - id: default
+    storage: "{root / "zones"}"
+    zonefile-sync: -1
+    zonefile-load: none
+    journal-content: none
+zone:
+  - domain: {DOMAIN}
+    master: pillarbox
+    acl: notify-from-pillarbox
+"""
+    path = root / "knot.conf"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def knot(tmp_path: Path) -> Iterator[Callable[[int, int], subprocess.Popen[str]]]:
+    """Starts knotd with :func:`knot_config`; stopped at the end of the test."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(port: int, primary: int) -> subprocess.Popen[str]:
+        assert KNOTD is not None
+        conf = knot_config(tmp_path / "knot", port, primary)
+        process = subprocess.Popen(
+            [KNOTD, "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "knot.log").open("w"),
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def primary_config(tmp_path: Path, dns_port: int, knot_port: int) -> cfg.Config:
+    (tmp_path / "xfr.secret").write_text(SECRET + "\n")
+    base = loopback_config(tmp_path / "data", only=("smtp",))
+    config = dataclasses.replace(
+        base,
+        server=dataclasses.replace(base.server, hostname=HOST),
+        dns=dataclasses.replace(
+            base.dns,
+            addresses=(ADDRESS,),
+            authoritative_enabled=True,
+            authoritative_address="127.0.0.1",
+            authoritative_port=dns_port,
+            nameservers=(HOST, "ns2.secondary.test"),
+            transfer_allowed=("127.0.0.1/32",),
+            transfer_tsig_key=KEY_NAME,
+            transfer_tsig_secret_file="xfr.secret",
+            notify=(f"127.0.0.1:{knot_port}",),
+            notify_retry_interval=1.0,
+            zone_check_interval=0.5,
+        ),
+    )
+    return dataclasses.replace(config, source=tmp_path / "pillarbox.toml")
+
+
+def test_knot_transfers_the_zone_and_follows_changes_by_notify(
+    tmp_path: Path,
+    knot: Callable[[int, int], subprocess.Popen[str]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="pillarbox.dns")
+    dns_port = free_port("127.0.0.1")
+    knot_port = free_port("127.0.0.1")
+    config = primary_config(tmp_path, dns_port, knot_port)
+    with LiveServer(config) as server:
+        server.add_domain(DOMAIN)
+        ours = serial(dns_port)
+        assert ours > 1_700_000_000  # Unix time (dns/serial.py), no longer the fixed 1
+        knot(knot_port, dns_port)
+        # Knot transfers at start (TSIG-signed AXFR or IXFR): it then answers with our data.
+        wait_for(lambda: answers(knot_port, DOMAIN, "MX") == [f"10 {HOST}."], 30, "Knot's MX")
+        assert serial(knot_port) == ours
+        assert answers(knot_port, HOST, "A") == [ADDRESS]
+        assert sorted(answers(knot_port, DOMAIN, "NS")) == [f"{HOST}.", "ns2.secondary.test."]
+        spf = answers(knot_port, DOMAIN, "TXT")
+        assert spf == [f'"v=spf1 ip4:{ADDRESS} -all"']
+        assert "AA" in dig(knot_port, "+norec", DOMAIN, "MX").upper().split("FLAGS:")[1][:20]
+
+        # A change in the store: new DKIM keys, new records. Our zone check notices it,
+        # moves the serial and sends NOTIFY; Knot transfers again at once (its own refresh
+        # timer, the SOA's hour, is far away).
+        added, _ = server.call(provisioning.rotate_dkim(server.store, DOMAIN))
+        selector = added[0].selector
+        dkim_name = f"{selector}._domainkey.{DOMAIN}"
+        wait_for(lambda: answers(knot_port, dkim_name, "TXT") != [], 20, "Knot's new DKIM key")
+        newer = serial(dns_port)
+        assert newer > ours
+        # The rotation is several writes, each zone check may see some: Knot follows each
+        # serial, and ends at ours.
+        wait_for(lambda: serial(knot_port) == serial(dns_port), 20, "Knot at our serial")
+        notify = [r for r in caplog.records if r.name == "pillarbox.dns.notify"]
+        assert notify and {r.getMessage() for r in notify} == {"notify answered"}
+        # Unchanged content keeps its serial: no NOTIFY and no transfer for nothing.
+        settled = serial(dns_port)
+        time.sleep(2.5)  # five zone checks
+        assert serial(dns_port) == settled == serial(knot_port)
+        assert len([r for r in caplog.records if r.name == "pillarbox.dns.notify"]) == len(notify)
+
+
+def test_dig_axfr_needs_the_key_and_an_allowed_address(tmp_path: Path) -> None:
+    dns_port = free_port("127.0.0.1")
+    config = primary_config(tmp_path, dns_port, free_port("127.0.0.1"))
+    signed = ("-y", f"hmac-sha256:{KEY_NAME}:{SECRET}")
+    # What the operator is told to set up: the registrar's NS records, and the secondaries'.
+    (tmp_path / "pillarbox.toml").write_text(cfg.render_toml(config))
+    assert run_pillarbox(tmp_path, "domain", "add", DOMAIN).returncode == 0
+    shown = run_pillarbox(tmp_path, "dns", "records", DOMAIN)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{DOMAIN}.\t3600\tIN\tNS\t{HOST}.\n" in shown.stdout
+    assert f"{DOMAIN}.\t3600\tIN\tNS\tns2.secondary.test.\n" in shown.stdout
+    assert f"; secondaries transfer {DOMAIN} from 127.0.0.1 port {dns_port}" in shown.stdout
+    assert f";   TSIG key {KEY_NAME} (hmac-sha256), secret in {tmp_path / 'xfr.secret'}" in (
+        shown.stdout
+    )
+    with LiveServer(config):
+        good = dig(dns_port, "+comments", DOMAIN, "AXFR", *signed)
+        assert "status: NOERROR" in good
+        assert "XFR size:" in good and f"IN\tMX\t10 {HOST}." in good
+        # Without the key: REFUSED (RFC 5936 §5).
+        unsigned = dig(dns_port, "+comments", DOMAIN, "AXFR")
+        assert "status: REFUSED" in unsigned and "XFR size" not in unsigned
+        # Another secret under the key's name: NOTAUTH, TSIG error BADSIG (RFC 8945 §5.2).
+        other = base64.b64encode(b"z" * 32).decode()
+        wrong = dig(dns_port, "+comments", DOMAIN, "AXFR", "-y", f"hmac-sha256:{KEY_NAME}:{other}")
+        assert "BADSIG" in wrong and "XFR size" not in wrong
+        # The right key from an address outside dns.transfer_allowed (127.0.0.1/32).
+        elsewhere = dig(dns_port, "+comments", DOMAIN, "AXFR", *signed, source="127.0.0.2")
+        assert "status: REFUSED" in elsewhere and "XFR size" not in elsewhere
+        # The usual queries go on as before, from anywhere.
+        assert answers(dns_port, DOMAIN, "MX") == [f"10 {HOST}."]
