@@ -44,7 +44,8 @@ Implementation notes:
   CA's renewal window (RFC 9773) for the certificate presented, fetched by
   :class:`~pillarbox.net.renewalinfo.RenewalInfoFetcher`. A fetch only informs the decision;
   ordering is still :meth:`CertificateManager._renewal_reason`'s, and shared, the lease
-  holder's.
+  holder's. A renewal's order names the certificate it replaces (RFC 9773 §5,
+  :meth:`CertificateManager._replaced`); refused for it, it is placed again without.
 - **Failures** (CA unreachable, challenge not validated, timeout) are logged with the CA's
   reason, as soon as any authorization is invalid (all pending ones are polled each round),
   and retried after ``acme_retry`` seconds, doubling up to ``acme_check_interval``;
@@ -57,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import json
 import os
 import socket
@@ -87,7 +89,7 @@ from pillarbox.net.acmechallenge import DNS01, TLS_ALPN01, ChallengeAnswers
 from pillarbox.net.acmeclient import CA_ERRORS, AcmeError, failure_reason
 from pillarbox.net.acmefiles import AcmeFiles, utc_text
 from pillarbox.net.acmekeys import file_key, new_key_pem
-from pillarbox.net.acmeorder import finish_order, place_order
+from pillarbox.net.acmeorder import ReplacementRefused, finish_order, place_order
 from pillarbox.net.renewalinfo import RenewalInfoFetcher
 from pillarbox.net.tls import load_pair
 from pillarbox.net.tlsalpn import TlsAlpnAnswers
@@ -227,10 +229,27 @@ class CertificateManager:
     ) -> bytes:
         """One order under ``account`` for ``key_pem``: placed, its answers offered while the
         CA validates (withdrawn however it ends), finalized; the PEM chain.
-        :class:`AccountGone` when the CA no longer takes the account, at any step."""
-        placed = await run_blocking(
+        :class:`AccountGone` when the CA no longer takes the account, at any step.
+
+        The order names the certificate it replaces (:meth:`_replaced`); one the CA refuses
+        because of that is placed again without it, once, and the reason logged: the
+        renewal matters more than the CA's knowing what it replaces (RFC 9773 §5 makes the
+        field a SHOULD), and a second refusal has another cause."""
+        order = functools.partial(
             place_order, self._tls, self._ca_bundle, self._names, account, dns_domains, key_pem
         )
+        replaces = self._replaced()
+        try:
+            placed = await run_blocking(order, replaces)
+        except ReplacementRefused as refused:
+            self._log.warning(
+                "order refused as a replacement: ordering without replaces",
+                replaces=replaces,
+                reason=str(refused),
+            )
+            placed = await run_blocking(order, "")
+        if placed.replaces:
+            self._log.info("order names the certificate it replaces", replaces=placed.replaces)
         if placed.account_url and placed.account_url != account.url:
             await accounts.note_url(account, placed.account_url)
         stop = threading.Event()
@@ -240,6 +259,22 @@ class CertificateManager:
             except asyncio.CancelledError:
                 stop.set()
                 raise
+
+    def _replaced(self) -> str:
+        """The ARI identifier of the certificate a new order replaces (RFC 9773 §5: named
+        "if there is a clear predecessor certificate"): the one presented, when it came from
+        this CA directory and shares a name with the order. "" for a first certificate, one of
+        another CA directory (its identifier names nothing there, and the order is under
+        another account), and one for other names altogether (§5: the CA checks that the two
+        share at least one identifier, and the new certificate replaces nothing)."""
+        facts = self.facts
+        if (
+            facts is None
+            or self._issuer_directory != self._tls.acme_directory
+            or not set(facts.names) & set(self._names)
+        ):
+            return ""
+        return facts.ari_id
 
     async def _certificate_key(self) -> bytes:
         """The private key to order the next certificate for. With ``acme_reuse_key``, the one
