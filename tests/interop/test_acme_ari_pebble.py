@@ -2,7 +2,10 @@
 ACME renewal information (RFC 9773) from a front to it.
 
 Debian's Pebble (2.4) has no renewal information: :class:`~pillarbox.testing.arifront.AriFront`
-relays to it and adds renewal information, the windows the test sets.
+relays to it and adds renewal information, the windows the test sets. Every request goes
+through the front, which also shows what each new order named as the certificate it replaces
+(RFC 9773 §5), and refuses or fails what Pebble would grant: an order naming a certificate
+already replaced, a finalization, an order once finalized.
 """
 
 from __future__ import annotations
@@ -319,6 +322,21 @@ def test_a_renewal_names_the_certificate_it_replaces_and_without_it_when_refused
             assert presented_certificate(
                 server.port("imaps"), pebble.root_pem, NAME
             ).serial_number == (third.serial)
+
+
+def test_a_ca_without_renewal_information_is_not_told_what_a_renewal_replaces(
+    tmp_path: Path, pebble: Pebble, challenge_port: int
+) -> None:
+    """RFC 9773 §5: no ``replaces`` unless the directory advertises ``renewalInfo``."""
+    with AriFront(pebble) as front:
+        front.offers_renewal_info = False
+        config = front_config(tmp_path, pebble, front, challenge_port)
+        with LiveServer(config) as server:
+            manager, first = first_certificate(server)
+            request_renewal(AcmeFiles.of(config))
+            renewed(manager, first)
+            assert [order.get("replaces") for order in front.new_orders] == [None, None]
+            assert first.ari_id and not front.asked
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,8 @@ class AriFront:
     """``with AriFront(pebble) as front:`` — Pebble's directory at :attr:`directory_url`, with
     renewal information: :attr:`windows` (identifier → (start, end)) as the test sets them,
     :attr:`default` for any other certificate; :attr:`asked` the identifiers asked about, in
-    order; :attr:`failing` makes every renewal information request a 500. :attr:`new_orders`:
+    order; :attr:`failing` makes every renewal information request a 500, and
+    :attr:`offers_renewal_info` False leaves it out of the directory. :attr:`new_orders`:
     the payload of each new-order request, in order; :attr:`refuse_replaces`,
     :attr:`refuse_finalize` and :attr:`invalid_orders` make the front refuse or fail what
     Pebble would grant (the module's notes); :attr:`finalizations` counts the finalization
@@ -112,6 +113,8 @@ class AriFront:
         self.windows: dict[str, tuple[datetime.datetime, datetime.datetime]] = {}
         self.asked: list[str] = []
         self.failing = False
+        #: Whether the directory names ``renewalInfo`` (False: a CA without ARI, RFC 9773 §5).
+        self.offers_renewal_info = True
         #: The Retry-After sent (seconds): short, so a client that did not bound it would ask
         #: again within the test.
         self.retry_after = 1
@@ -198,7 +201,8 @@ class AriFront:
             upstream.close()
         if handler.path == "/dir" and response.status == 200:
             directory = json.loads(data)
-            directory["renewalInfo"] = f"{self.base}/renewalInfo"
+            if self.offers_renewal_info:
+                directory["renewalInfo"] = f"{self.base}/renewalInfo"
             self._new_order_path = _path(directory["newOrder"])
             data = json.dumps(directory).encode()
         elif handler.path == self._new_order_path and response.status == 201:
