@@ -2,7 +2,10 @@
 ACME renewal information (RFC 9773) from a front to it.
 
 Debian's Pebble (2.4) has no renewal information: :class:`~pillarbox.testing.arifront.AriFront`
-relays to it and adds renewal information, the windows the test sets.
+relays to it and adds renewal information, the windows the test sets. Every request goes
+through the front, which also shows what each new order named as the certificate it replaces
+(RFC 9773 §5), and refuses or fails what Pebble would grant: an order naming a certificate
+already replaced, a finalization, an order once finalized.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import pytest
 from pillarbox import config as cfg
 from pillarbox.certificates import CertificateFacts
 from pillarbox.net.acme import CertificateManager
-from pillarbox.net.acmefiles import AcmeFiles
+from pillarbox.net.acmefiles import AcmeFiles, request_renewal
 from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.arifront import AriFront, certificate_ari_id, utc_text
 from pillarbox.testing.dnszone import ZoneRecord
@@ -253,3 +256,143 @@ def test_with_a_shared_certificate_a_window_now_makes_one_order_for_the_cluster(
             time.sleep(3)
             assert serials() == second
             assert orders() == ordered + 1, (a.log()[-3000:], b.log()[-3000:])
+
+
+def renewed(manager: CertificateManager, previous: CertificateFacts) -> CertificateFacts:
+    """The certificate that replaced ``previous``, once the manager presents it."""
+    wait_for(
+        lambda: manager.facts is not None and manager.facts.serial != previous.serial,
+        "the renewed certificate",
+        timeout=60,
+    )
+    assert manager.facts is not None
+    return manager.facts
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        # RFC 9773 §5's answer; the library keeps nothing of a 409 but its status.
+        (409, "HTTP 409 Conflict"),
+        (400, "the CA refused: certificate {replaced} is already replaced"),
+    ],
+)
+def test_a_renewal_names_the_certificate_it_replaces_and_without_it_when_refused(
+    tmp_path: Path,
+    pebble: Pebble,
+    challenge_port: int,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+    reason: str,
+) -> None:
+    """RFC 9773 §5: the first order names no certificate; a renewal's names the served one by
+    its identifier. A CA refusing that (alreadyReplaced) gets the order again without it, the
+    refusal logged with its reason, and the renewal goes through."""
+    caplog.set_level(logging.INFO, logger="pillarbox.acme")
+    with AriFront(pebble) as front:
+        config = front_config(tmp_path, pebble, front, challenge_port)
+        files = AcmeFiles.of(config)
+        with LiveServer(config) as server:
+            manager, first = first_certificate(server)
+            assert len(front.new_orders) == 1 and "replaces" not in front.new_orders[0]
+            served = presented_certificate(server.port("imaps"), pebble.root_pem, NAME)
+            request_renewal(files)
+            second = renewed(manager, first)
+            assert len(front.new_orders) == 2
+            assert front.new_orders[1]["replaces"] == certificate_ari_id(served) == first.ari_id
+
+            front.refuse_replaces = status
+            request_renewal(files)
+            third = renewed(manager, second)
+            assert [order.get("replaces") for order in front.new_orders[2:]] == [
+                second.ari_id,
+                None,
+            ]
+            refused = [
+                r
+                for r in caplog.records
+                if r.getMessage() == "order refused as a replacement: ordering without replaces"
+            ]
+            assert len(refused) == 1, caplog.text
+            fields = refused[0].fields  # type: ignore[attr-defined]
+            assert fields["replaces"] == second.ari_id
+            reason = reason.format(replaced=second.ari_id)
+            assert reason in fields["reason"], fields
+            wait_for(lambda: files.read_status().get("serial") == f"{third.serial:x}", "status")
+            assert presented_certificate(
+                server.port("imaps"), pebble.root_pem, NAME
+            ).serial_number == (third.serial)
+
+
+def test_a_ca_without_renewal_information_is_not_told_what_a_renewal_replaces(
+    tmp_path: Path, pebble: Pebble, challenge_port: int
+) -> None:
+    """RFC 9773 §5: no ``replaces`` unless the directory advertises ``renewalInfo``."""
+    with AriFront(pebble) as front:
+        front.offers_renewal_info = False
+        config = front_config(tmp_path, pebble, front, challenge_port)
+        with LiveServer(config) as server:
+            manager, first = first_certificate(server)
+            request_renewal(AcmeFiles.of(config))
+            renewed(manager, first)
+            assert [order.get("replaces") for order in front.new_orders] == [None, None]
+            assert first.ari_id and not front.asked
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        ("refuse_finalize", "the CA refused: finalization refused"),
+        ("invalid_orders", "the CA did not issue: issuance failed"),
+    ],
+)
+def test_a_refused_finalization_or_a_failed_order_is_retried_and_the_certificate_stays(
+    tmp_path: Path,
+    pebble: Pebble,
+    challenge_port: int,
+    caplog: pytest.LogCaptureFixture,
+    failure: str,
+    reason: str,
+) -> None:
+    """The CA refuses the finalization, or the order it finalized goes invalid while it is
+    polled (RFC 8555 §7.1.6, §7.4): each attempt is logged with the CA's reason, retried after
+    ``acme_retry`` doubling (1, 2, 4 s), and the certificate served stays the one held."""
+    caplog.set_level(logging.INFO, logger="pillarbox.acme")
+    with AriFront(pebble) as front:
+        base = front_config(tmp_path, pebble, front, challenge_port)
+        config = dataclasses.replace(
+            base,
+            tls=dataclasses.replace(base.tls, acme_retry=1.0, acme_check_interval=30.0),
+        )
+        with LiveServer(config) as server:
+            _, first = first_certificate(server)
+        now = datetime.datetime.now(datetime.UTC)
+        front.windows[first.ari_id] = (now - datetime.timedelta(hours=1), now)
+        setattr(front, failure, True)
+        with LiveServer(config) as server:
+            manager = server.server.acme
+            assert manager is not None
+
+            def failed() -> list[logging.LogRecord]:
+                return [r for r in caplog.records if r.getMessage() == "certificate not obtained"]
+
+            wait_for(lambda: len(failed()) >= 4, "four failed attempts", timeout=60)
+            attempts = [
+                r
+                for r in caplog.records
+                if r.getMessage() == "requesting certificate"
+                and r.fields["reason"].startswith("the CA's renewal window")  # type: ignore[attr-defined]
+            ]
+            retries = [r.fields for r in failed()[:4]]  # type: ignore[attr-defined]
+            assert [f["retry_in"] for f in retries] == ["1s", "2s", "4s", "8s"]
+            assert all(reason in f["reason"] for f in retries), retries
+            assert [f["failures"] for f in retries] == [1, 2, 3, 4]
+            # Each attempt starts once the one before has waited its retry out.
+            for before, after, wait in zip(failed()[:3], attempts[1:4], (1, 2, 4), strict=True):
+                assert after.created - before.created >= wait - 0.1
+            assert front.finalizations >= 4
+            status = AcmeFiles.of(config).read_status()
+            assert status["result"] == "failed" and reason in str(status["error"])
+            assert manager.facts is not None and manager.facts.serial == first.serial
+            served = presented_certificate(server.port("imaps"), pebble.root_pem, NAME)
+            assert served.serial_number == first.serial

@@ -8,20 +8,18 @@ Implementation notes:
   :mod:`pillarbox.net.acmeaccount`'s, an order's exchange with the CA
   :mod:`pillarbox.net.acmeorder`'s, the challenges and their answers
   :mod:`pillarbox.net.acmechallenge`'s, the CA's renewal window (RFC 9773)
-  :mod:`pillarbox.net.renewalinfo`'s, the files :mod:`pillarbox.net.acmefiles`'; decisions
-  without I/O are :mod:`pillarbox.certificates`'.
+  :mod:`pillarbox.net.renewalinfo`'s, the files :mod:`pillarbox.net.acmefiles`', the
+  cluster's one certificate :mod:`pillarbox.net.sharedcertificate`'s; decisions without I/O
+  are :mod:`pillarbox.certificates`'.
 - **Protocol client**: certbot's ``acme`` package. It is synchronous (``requests``), so its
   calls run on the bounded pool (:func:`pillarbox.blocking.run_blocking`); an attempt is two
   blocking steps (order and challenges; answers, validation and issuance) with the challenge
   answers offered on the event loop between them.
 - **One certificate per cluster** (``[tls] acme_shared_certificate`` on a PostgreSQL store):
-  a node renews only while it holds the store's lease for the certificate's scope (CA
-  directory and names), which lapses at its expiry if the node dies; a failed attempt leaves
-  the lease as the cluster's back-off. The chain and its key go to the store
-  (``acme_certificates``), and every node's :meth:`CertificateManager.sync` takes a
-  later-expiring one up (its files, then the context) or offers its own when that is the later
-  one. Without sharing (or with SQLite) every node holds its own certificate (``data_dir``)
-  and runs its own attempts.
+  the store's lease on renewing it and its copy in the store are
+  :mod:`pillarbox.net.sharedcertificate`'s; each check of the renewal task first takes up the
+  store's certificate if newer, and only the lease's holder orders. Without sharing (or with
+  SQLite) every node holds its own certificate (``data_dir``) and runs its own attempts.
 - **The certificate's key**: new at every order, unless ``[tls] acme_reuse_key``: then the
   key of the certificate held now (the store's when shared, else the node's ``key.pem``), so
   a DANE ``3 1 1`` record stays valid; a ``key.pem`` that is not its certificate's was put
@@ -44,7 +42,8 @@ Implementation notes:
   CA's renewal window (RFC 9773) for the certificate presented, fetched by
   :class:`~pillarbox.net.renewalinfo.RenewalInfoFetcher`. A fetch only informs the decision;
   ordering is still :meth:`CertificateManager._renewal_reason`'s, and shared, the lease
-  holder's.
+  holder's. A renewal's order names the certificate it replaces (RFC 9773 §5,
+  :meth:`CertificateManager._replaced`); refused for it, it is placed again without.
 - **Failures** (CA unreachable, challenge not validated, timeout) are logged with the CA's
   reason, as soon as any authorization is invalid (all pending ones are polled each round),
   and retried after ``acme_retry`` seconds, doubling up to ``acme_check_interval``;
@@ -57,9 +56,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import json
-import os
-import socket
 import ssl
 import threading
 from collections.abc import MutableMapping
@@ -74,7 +72,6 @@ from pillarbox.certificates import (
     CertificateFacts,
     acme_names,
     certificate_facts,
-    certificate_scope,
     renewal_reason,
     renewal_time,
     retry_delay,
@@ -87,14 +84,15 @@ from pillarbox.net.acmechallenge import DNS01, TLS_ALPN01, ChallengeAnswers
 from pillarbox.net.acmeclient import CA_ERRORS, AcmeError, failure_reason
 from pillarbox.net.acmefiles import AcmeFiles, utc_text
 from pillarbox.net.acmekeys import file_key, new_key_pem
-from pillarbox.net.acmeorder import finish_order, place_order
+from pillarbox.net.acmeorder import ReplacementRefused, finish_order, place_order
 from pillarbox.net.renewalinfo import RenewalInfoFetcher
+from pillarbox.net.sharedcertificate import SharedCertificate
 from pillarbox.net.tls import load_pair
 from pillarbox.net.tlsalpn import TlsAlpnAnswers
 from pillarbox.observability.log import Log
 from pillarbox.store.interface import Store
 from pillarbox.store.open import is_postgresql
-from pillarbox.store.types import AcmeAccount, AcmeCertificate, AcmeLease
+from pillarbox.store.types import AcmeAccount
 
 #: How often the renewal task looks for a ``renew.request`` left by ``pillarbox tls renew``.
 REQUEST_POLL = 2.0
@@ -105,15 +103,6 @@ REQUESTED = "renewal requested (pillarbox tls renew)"
 #: What the ACME exchange raises for a failed attempt (the I/O boundary, STYLE §6): the CA's,
 #: and the store's in publishing dns-01 records.
 _ATTEMPT_ERRORS = (*CA_ERRORS, StorageError)
-
-
-def _serial(stored: AcmeCertificate) -> int | None:
-    """The stored certificate's serial; None if its chain cannot be read (``_adopt`` then
-    logs why it is not used)."""
-    try:
-        return certificate_facts(stored.chain_pem).serial
-    except ValueError:
-        return None
 
 
 class CertificateManager:
@@ -148,17 +137,15 @@ class CertificateManager:
         #: One certificate for every node of the store (``acme_shared_certificate`` with
         #: PostgreSQL): renewed under the store's lease, kept there, adopted from there.
         self.shared = config.tls.acme_shared_certificate and is_postgresql(config.store.url)
-        self._scope = certificate_scope(config.tls.acme_directory, self._names)
-        #: This node, as the lease names it (the host name alone may be every node's).
-        self._holder = f"{config.server.hostname} {socket.gethostname()} pid {os.getpid()}"
-        #: The lease as this node last found it held by another (logged once per change).
-        self._lease_seen: AcmeLease | None = None
         #: The certificate the context presents, when it is an ACME one.
         self.facts: CertificateFacts | None = None
         #: The CA directory :attr:`facts` came from ("" when not known).
         self._issuer_directory = ""
-        self._failures = 0
+        #: Failed attempts in a row (shared: the lease's count, whichever node made them).
+        self.failures = 0
         self._log = Log("acme")
+        #: The cluster's certificate in the store (:attr:`shared`).
+        self.cluster = SharedCertificate(self, config, self._names, self._log)
         #: The CA's renewal window (RFC 9773) for :attr:`facts`' certificate.
         self._renewal_info = RenewalInfoFetcher(self._tls, self._ca_bundle, self.files, self._log)
 
@@ -201,21 +188,33 @@ class CertificateManager:
             account = await accounts.replace(account, gone)
             chain = await self._order(answers, accounts, account, dns_domains, key_pem)
         facts = certificate_facts(chain)
-        await run_blocking(self._store, key_pem, chain)
         try:
-            load_pair(self._context, self.files.cert, self.files.key)
+            await self.install(key_pem, chain, facts)
         except ssl.SSLError as exc:
             raise AcmeError(f"the new certificate does not load: {exc}") from exc
-        self.facts = facts
-        self._issuer_directory = self._tls.acme_directory
         log.info(
             "certificate installed",
             serial=f"{facts.serial:x}",
             not_after=utc_text(facts.not_after),
         )
         if self.shared:
-            await self._put(key_pem, chain, facts)
+            await self.cluster.put(key_pem, chain, facts)
         return facts
+
+    async def install(self, key_pem: bytes, chain: bytes, facts: CertificateFacts) -> None:
+        """Present ``chain`` (whose leaf's facts are ``facts``) and its key, from the configured
+        CA directory: written to this node's files (the key first: the module's notes), then
+        loaded into the shared context. ``ssl.SSLError`` if it does not load; the context
+        then keeps the certificate it had."""
+        await run_blocking(self._store, key_pem, chain)
+        load_pair(self._context, self.files.cert, self.files.key)
+        self.facts = facts
+        self._issuer_directory = self._tls.acme_directory
+
+    @property
+    def from_current_directory(self) -> bool:
+        """Whether the certificate presented came from the configured CA directory."""
+        return self._issuer_directory == self._tls.acme_directory
 
     async def _order(
         self,
@@ -227,10 +226,27 @@ class CertificateManager:
     ) -> bytes:
         """One order under ``account`` for ``key_pem``: placed, its answers offered while the
         CA validates (withdrawn however it ends), finalized; the PEM chain.
-        :class:`AccountGone` when the CA no longer takes the account, at any step."""
-        placed = await run_blocking(
+        :class:`AccountGone` when the CA no longer takes the account, at any step.
+
+        The order names the certificate it replaces (:meth:`_replaced`); one the CA refuses
+        because of that is placed again without it, once, and the reason logged: the
+        renewal matters more than the CA's knowing what it replaces (RFC 9773 §5 makes the
+        field a SHOULD), and a second refusal has another cause."""
+        order = functools.partial(
             place_order, self._tls, self._ca_bundle, self._names, account, dns_domains, key_pem
         )
+        replaces = self._replaced()
+        try:
+            placed = await run_blocking(order, replaces)
+        except ReplacementRefused as refused:
+            self._log.warning(
+                "order refused as a replacement: ordering without replaces",
+                replaces=replaces,
+                reason=str(refused),
+            )
+            placed = await run_blocking(order, "")
+        if placed.replaces:
+            self._log.info("order names the certificate it replaces", replaces=placed.replaces)
         if placed.account_url and placed.account_url != account.url:
             await accounts.note_url(account, placed.account_url)
         stop = threading.Event()
@@ -241,6 +257,22 @@ class CertificateManager:
                 stop.set()
                 raise
 
+    def _replaced(self) -> str:
+        """The ARI identifier of the certificate a new order replaces (RFC 9773 §5: named
+        "if there is a clear predecessor certificate"): the one presented, when it came from
+        this CA directory and shares a name with the order. "" for a first certificate, one of
+        another CA directory (its identifier names nothing there, and the order is under
+        another account), and one for other names altogether (§5: the CA checks that the two
+        share at least one identifier, and the new certificate replaces nothing)."""
+        facts = self.facts
+        if (
+            facts is None
+            or not self.from_current_directory
+            or not set(facts.names) & set(self._names)
+        ):
+            return ""
+        return facts.ari_id
+
     async def _certificate_key(self) -> bytes:
         """The private key to order the next certificate for. With ``acme_reuse_key``, the one
         of the certificate held now (the store's when shared, else this node's key file), so
@@ -250,11 +282,8 @@ class CertificateManager:
         key reuse, or when there is no key yet, a new one."""
         if self._tls.acme_reuse_key:
             held, by_hand = await run_blocking(self._held_key)
-            if self.shared and not by_hand:
-                assert self.store is not None  # shared only once serve has set it
-                stored = await self.store.acme_certificate(self._scope)
-                if stored is not None:
-                    return stored.key_pem
+            if self.shared and not by_hand and (stored := await self.cluster.stored_key()):
+                return stored
             if held is not None:
                 return held
         return await run_blocking(new_key_pem)
@@ -286,83 +315,10 @@ class CertificateManager:
         write_atomically(self.files.cert, chain)
         write_atomically(self.files.issuer_directory, self._tls.acme_directory.encode())
 
-    async def _put(self, key_pem: bytes, chain: bytes, facts: CertificateFacts) -> None:
-        """Share this node's certificate through the store; one that cannot be written now is
-        logged, and the next :meth:`sync` offers it again (the certificate is this node's
-        meanwhile, and the attempt did obtain it)."""
-        assert self.store is not None  # shared only once serve has set it
-        certificate = AcmeCertificate(self._scope, chain, key_pem, facts.not_after)
-        try:
-            stored = await self.store.put_acme_certificate(certificate)
-        except StorageError as exc:
-            self._log.warning("certificate not shared", error=str(exc))
-            return
-        if stored:
-            self._log.info("certificate shared", serial=f"{facts.serial:x}")
-
     async def sync(self) -> None:
-        """Shared mode: present the store's certificate when it expires later than this node's
-        (another node renewed it), or share this node's when it is the later one (a node
-        upgraded from certificates of its own, or a share that failed). One small read when
-        both are the same.
-
-        Two certificates that expire in the same second (nodes that ordered their own at
-        once) are settled by the store: it keeps the one stored first, so the other node
-        takes that one up rather than both keeping their own for good.
-        """
-        assert self.store is not None  # shared only once serve has set it
-        stored = await self.store.acme_certificate(self._scope)
-        mine = self.facts
-        if stored is not None and (
-            mine is None
-            or stored.not_after > mine.not_after
-            or (stored.not_after == mine.not_after and _serial(stored) != mine.serial)
-        ):
-            await self._adopt(stored)
-            return
-        if mine is None or self._issuer_directory != self._tls.acme_directory:
-            return
-        now = datetime.datetime.now(datetime.UTC)
-        if renewal_reason(mine, self._names, now, 0):
-            return  # expired, or not for the names: not worth sharing
-        if stored is None or mine.not_after > stored.not_after:
-            try:
-                key_pem, chain = await run_blocking(self._read_pair)
-            except OSError as exc:
-                self._log.warning("certificate not shared", error=str(exc))
-                return
-            if certificate_facts(chain).serial == mine.serial:  # not replaced meanwhile
-                await self._put(key_pem, chain, mine)
-
-    def _read_pair(self) -> tuple[bytes, bytes]:
-        return self.files.key.read_bytes(), self.files.cert.read_bytes()
-
-    async def _adopt(self, stored: AcmeCertificate) -> None:
-        """Present the store's certificate (another node obtained it): written to this node's
-        files (its copy for the next start, and what ``ssl`` loads from), then swapped into
-        the shared context."""
-        try:
-            facts = certificate_facts(stored.chain_pem)
-        except ValueError as exc:
-            self._log.warning("stored certificate not used", error=str(exc))
-            return
-        now = datetime.datetime.now(datetime.UTC)
-        if reason := renewal_reason(facts, self._names, now, 0):
-            self._log.warning("stored certificate not used", reason=reason)
-            return
-        await run_blocking(self._store, stored.key_pem, stored.chain_pem)
-        try:
-            load_pair(self._context, self.files.cert, self.files.key)
-        except ssl.SSLError as exc:
-            self._log.warning("stored certificate not loaded", error=str(exc))
-            return
-        self.facts = facts
-        self._issuer_directory = self._tls.acme_directory
-        self._log.info(
-            "certificate installed from the store",
-            serial=f"{facts.serial:x}",
-            not_after=utc_text(facts.not_after),
-        )
+        """Present the store's certificate if it is the later, or share this node's
+        (:meth:`~pillarbox.net.sharedcertificate.SharedCertificate.sync`)."""
+        await self.cluster.sync()
 
     async def attempt(self, reason: str) -> bool:
         """:meth:`obtain`, its failure logged and counted; the outcome goes to status.json.
@@ -376,27 +332,27 @@ class CertificateManager:
         try:
             facts = await self.obtain(reason)
         except Exception as exc:
-            self._failures += 1
+            self.failures += 1
             error = str(exc) if isinstance(exc, AcmeError) else failure_reason(exc)
             fields = {
                 "reason": error,
-                "failures": self._failures,
-                "retry_in": f"{self._retry_delay():.0f}s",
+                "failures": self.failures,
+                "retry_in": f"{self.retry_delay():.0f}s",
             }
             if isinstance(exc, (AcmeError, *_ATTEMPT_ERRORS)):
                 self._log.warning("certificate not obtained", **fields)
             else:
                 self._log.exception("certificate not obtained", **fields)
-            status.update(result="failed", error=error, failures=self._failures)
+            status.update(result="failed", error=error, failures=self.failures)
             ok = False
         else:
-            self._failures = 0
+            self.failures = 0
             status.update(result="ok", serial=f"{facts.serial:x}")
             ok = True
-        await self._record(status)
+        await self.record(status)
         return ok
 
-    async def _record(self, status: dict[str, Any]) -> None:
+    async def record(self, status: dict[str, Any]) -> None:
         """Write an attempt's outcome to status.json (``pillarbox tls status`` and ``renew``)."""
         status["finished"] = utc_text(datetime.datetime.now(datetime.UTC))
         try:
@@ -411,66 +367,13 @@ class CertificateManager:
         if one is still needed (and this node gets the lease). A store that cannot be read
         now is logged and looked at again at the next check."""
         try:
-            await self.sync()
+            await self.cluster.sync()
             await self._renewal_info.check(self.facts, self._issuer_directory)
             reason = REQUESTED if requested else self._renewal_reason()
             if reason:
-                await self.attempt_shared(reason, requested=requested)
+                await self.cluster.attempt(reason, requested=requested, due=self._renewal_reason)
         except StorageError as exc:
             self._log.warning("shared certificate not checked", error=str(exc))
-
-    async def attempt_shared(self, reason: str, *, requested: bool) -> None:
-        """Shared mode: :meth:`attempt` if this node gets the store's lease (a renewal asked
-        for by hand overrides a back-off, not another node's attempt under way), then the
-        lease given back (a failure leaving the cluster's back-off in it); otherwise another
-        node is renewing, or every node waits out the back-off, and this one looks again at
-        its next :meth:`sync`."""
-        assert self.store is not None  # shared only once serve has set it
-        store, scope, holder = self.store, self._scope, self._holder
-        now = datetime.datetime.now(datetime.UTC)
-        until = now + datetime.timedelta(seconds=self._tls.acme_lease)
-        lease = await store.claim_acme_lease(scope, holder, now, until, force=requested)
-        if lease.holder != holder:
-            if lease != self._lease_seen:
-                self._log.info(
-                    "renewal left to another node" if lease.holder else "renewal backing off",
-                    holder=lease.holder,
-                    until=utc_text(lease.expires),
-                    failures=lease.failures,
-                )
-            self._lease_seen = lease
-            if requested:
-                await self._record(
-                    {
-                        "reason": reason,
-                        "started": utc_text(now),
-                        "result": "failed",
-                        "error": f"another node is renewing ({lease.holder}) until "
-                        f"{utc_text(lease.expires)}",
-                    }
-                )
-            return
-        self._lease_seen = None
-        self._failures = lease.failures
-        ok = False
-        try:
-            # Another node may have stored a certificate since this node last looked.
-            await self.sync()
-            if requested or self._renewal_reason():
-                ok = await self.attempt(reason)
-            else:
-                ok = True
-        finally:
-            retry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
-                seconds=self._retry_delay()
-            )
-            try:
-                # Shielded: a stop arriving meanwhile does not leave the lease to lapse.
-                await asyncio.shield(
-                    store.end_acme_lease(scope, holder, 0 if ok else self._failures, retry)
-                )
-            except StorageError as exc:
-                self._log.warning("renewal lease left to lapse", error=str(exc))
 
     def _renewal_reason(self) -> str:
         """Why this node needs a certificate now; "" when the one it presents will do."""
@@ -478,12 +381,13 @@ class CertificateManager:
         reason = renewal_reason(
             self.facts, self._names, now, self._tls.acme_renew_days, self._renewal_info.window
         )
-        if not reason and self._issuer_directory != self._tls.acme_directory:
+        if not reason and not self.from_current_directory:
             reason = "issued through another CA directory"
         return reason
 
-    def _retry_delay(self) -> float:
-        return retry_delay(self._failures, self._tls.acme_retry, self._tls.acme_check_interval)
+    def retry_delay(self) -> float:
+        """Seconds before the next attempt after :attr:`failures` failed ones in a row."""
+        return retry_delay(self.failures, self._tls.acme_retry, self._tls.acme_check_interval)
 
     def _next_check(self, now: datetime.datetime) -> float:
         """Seconds to the next look: after a failure, the back-off; else the check interval,
@@ -492,8 +396,8 @@ class CertificateManager:
         another node's certificate is looked for."""
         if self.shared:
             return min(self._tls.acme_store_poll, self._due_in(now))
-        if self._failures:
-            return self._retry_delay()
+        if self.failures:
+            return self.retry_delay()
         return self._due_in(now)
 
     def _due_in(self, now: datetime.datetime) -> float:

@@ -20,11 +20,18 @@ from acme import errors as acme_errors
 from pillarbox.config import TlsSection
 from pillarbox.net.acmeaccount import account_checked, account_jwk, register
 from pillarbox.net.acmechallenge import Challenge, choose_challenge
-from pillarbox.net.acmeclient import AcmeError, ca_client
+from pillarbox.net.acmeclient import AcmeError, ca_client, failure_reason
 from pillarbox.store.types import AcmeAccount
 
 #: Seconds between two looks at the authorizations the CA is still validating.
 POLL_INTERVAL = 1.0
+#: RFC 9773 §7.4: the CA's refusal of an order naming a certificate already replaced.
+ALREADY_REPLACED = messages.ERROR_PREFIX + "alreadyReplaced"
+
+
+class ReplacementRefused(AcmeError):
+    """The CA refused a new order because of the certificate it names as the one it replaces
+    (RFC 9773 §5); the message is the CA's reason. The attempt orders again without it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +43,9 @@ class Order:
     challenges: tuple[Challenge, ...]
     #: The account's URL, as stored or as the CA named it now.
     account_url: str
+    #: The ARI identifier of the certificate the order named as the one it replaces (RFC
+    #: 9773 §5); "" when it named none.
+    replaces: str
 
 
 def _new_order(
@@ -67,16 +77,29 @@ def place_order(
     account: AcmeAccount,
     dns_domains: Mapping[str, str],
     key_pem: bytes,
+    replaces: str,
 ) -> Order:
     """Blocking: log in, order a certificate for ``names`` and the private key ``key_pem``,
     choose a challenge per pending authorization and prepare its answer (``dns_domains``:
     identifier → the hosted domain whose zone our DNS server serves its record in, for those
-    dns-01 can answer)."""
+    dns-01 can answer).
+
+    ``replaces``: the ARI identifier of the certificate the new one replaces ("" for none),
+    named in the order if the CA offers renewal information; :class:`ReplacementRefused` if
+    the CA refuses the order because of it."""
     account_key = account_jwk(account)
     acme = ca_client(tls, account_key, ca_bundle)
     csr = crypto_util.make_csr(key_pem, list(names))
-    with account_checked(acme, account.url):
-        order = _new_order(acme, tls, account.url, csr)
+    # RFC 9773 §5: "Clients SHOULD NOT include this field if the ACME server has not
+    # indicated that it supports this protocol by advertising the renewalInfo resource".
+    acme.net.replaces = replaces if _offers_renewal_info(acme) else ""
+    try:
+        with account_checked(acme, account.url):
+            order = _new_order(acme, tls, account.url, csr)
+    except (messages.Error, acme_errors.ConflictError) as exc:
+        if acme.net.replaces and (refusal := _replacement_refusal(exc)):
+            raise ReplacementRefused(refusal) from exc
+        raise
     prepared: list[Challenge] = []
     for authorization in order.authorizations:
         if authorization.body.status == messages.STATUS_VALID:
@@ -86,7 +109,30 @@ def place_order(
         )
     registered = acme.net.account
     account_url = registered.uri if registered is not None else ""
-    return Order(acme, order, tuple(prepared), account_url)
+    return Order(acme, order, tuple(prepared), account_url, acme.net.replaces)
+
+
+def _offers_renewal_info(acme: client.ClientV2) -> bool:
+    try:
+        acme.directory["renewalInfo"]
+    except KeyError:
+        return False
+    return True
+
+
+def _replacement_refusal(exc: messages.Error | acme_errors.ConflictError) -> str:
+    """Why the CA refused a new order because of its ``replaces`` (RFC 9773 §5); "" when the
+    refusal has another cause. Taken as the replacement's: a 409 Conflict, the status §5
+    gives the ``alreadyReplaced`` problem of a certificate another order replaced (the
+    library keeps no problem document of a 409, only its Location), and any problem of that
+    type (§7.4) or whose detail speaks of the replacement (a CA's check that the certificate
+    is the account's and shares an identifier with the order has no type of its own; Boulder
+    answered a second replacement with ``conflict`` before the RFC)."""
+    if isinstance(exc, acme_errors.ConflictError):
+        return "HTTP 409 Conflict: the certificate is already replaced"
+    if exc.typ == ALREADY_REPLACED or "replace" in (exc.detail or "").lower():
+        return failure_reason(exc)
+    return ""
 
 
 def _unsettled(authorization: messages.AuthorizationResource) -> bool:

@@ -18,7 +18,11 @@ Implementation notes:
   certificate the lease holder's. A failed fetch is logged and tried again after
   :data:`RENEWAL_INFO_RETRY`; meanwhile the window fetched last for the certificate holds, or
   without one the lifetime rule alone.
-- The new order carries no ``replaces`` (§5): the library's ``new_order`` takes none.
+- **Every node fetches**, with a shared certificate too: the lease is held for an attempt
+  only, and the window is what tells a node to claim it; a node left without it would find
+  the certificate due by the lifetime rule alone.
+- The renewal's order names the certificate it replaces (§5): :meth:`~pillarbox.net.acme.
+  CertificateManager._replaced`, sent by :class:`~pillarbox.net.acmeclient.CaNetwork`.
 """
 
 from __future__ import annotations

@@ -3,8 +3,17 @@
 Debian's Pebble (2.4) has no renewal information. :class:`AriFront` is a small HTTPS server on
 loopback that relays every request to Pebble byte for byte, adds ``renewalInfo`` (its own URL)
 to the directory it relays, and answers ``GET renewalInfo/<id>`` with the window the test set
-for that certificate (a far-off one otherwise), recording each identifier asked about. A
-server given the front's directory URL does everything else at Pebble's own URLs.
+for that certificate (a far-off one otherwise), recording each identifier asked about. The
+request's Host goes to Pebble unchanged: Pebble names its resources (the directory's URLs, an
+order's, an authorization's) after it, and checks a signed request's ``url`` (RFC 8555 §6.4)
+against it, so a server given the front's directory URL makes every request through the front.
+
+Pebble 2.4 ignores the ``replaces`` of a new order (RFC 9773 §5; Go's JSON decoding skips a
+field it does not know) and never refuses a finalization or fails an order it validated, so
+the front does what a CA with ARI would, when the test asks: it records each new order's
+payload (:attr:`AriFront.new_orders`), refuses one naming a certificate it replaces as
+``alreadyReplaced`` (§7.4), refuses finalizations, or answers an order polled after its
+finalization as ``invalid`` (RFC 8555 §7.1.6), each with a problem document (§6.7).
 """
 
 from __future__ import annotations
@@ -15,14 +24,18 @@ import http.client
 import json
 import ssl
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Any
 
 from cryptography import x509
 
 from pillarbox.testing.pebble import Pebble
 
 DAY = datetime.timedelta(days=1)
+#: RFC 8555 §6.7: the prefix of ACME problem types.
+PROBLEM = "urn:ietf:params:acme:error:"
 
 
 def utc_text(moment: datetime.datetime) -> str:
@@ -57,11 +70,41 @@ def _der_serial(certificate: x509.Certificate) -> bytes:
     return tbs[at + 2 : at + 2 + tbs[at + 1]]
 
 
+def _path(url: str) -> str:
+    return urllib.parse.urlsplit(url).path
+
+
+def _jws_payload(body: bytes) -> dict[str, Any] | None:
+    """The JSON payload of a flattened JWS request body (RFC 8555 §6.2), unverified; None for
+    a POST-as-GET (empty payload) or a body that is not one."""
+    try:
+        encoded = json.loads(body)["payload"]
+        payload = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _send(handler: BaseHTTPRequestHandler, status: int, problem: dict[str, str]) -> None:
+    """A problem document (RFC 8555 §6.7) as the answer."""
+    body = json.dumps({**problem, "status": status}).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/problem+json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class AriFront:
     """``with AriFront(pebble) as front:`` — Pebble's directory at :attr:`directory_url`, with
     renewal information: :attr:`windows` (identifier → (start, end)) as the test sets them,
     :attr:`default` for any other certificate; :attr:`asked` the identifiers asked about, in
-    order; :attr:`failing` makes every renewal information request a 500."""
+    order; :attr:`failing` makes every renewal information request a 500, and
+    :attr:`offers_renewal_info` False leaves it out of the directory. :attr:`new_orders`:
+    the payload of each new-order request, in order; :attr:`refuse_replaces`,
+    :attr:`refuse_finalize` and :attr:`invalid_orders` make the front refuse or fail what
+    Pebble would grant (the module's notes); :attr:`finalizations` counts the finalization
+    requests that reached the front."""
 
     def __init__(self, pebble: Pebble) -> None:
         self.pebble = pebble
@@ -70,9 +113,22 @@ class AriFront:
         self.windows: dict[str, tuple[datetime.datetime, datetime.datetime]] = {}
         self.asked: list[str] = []
         self.failing = False
+        #: Whether the directory names ``renewalInfo`` (False: a CA without ARI, RFC 9773 §5).
+        self.offers_renewal_info = True
         #: The Retry-After sent (seconds): short, so a client that did not bound it would ask
         #: again within the test.
         self.retry_after = 1
+        self.new_orders: list[dict[str, Any]] = []
+        #: The HTTP status refusing a new order that names a certificate it replaces (0:
+        #: relayed): RFC 9773 §5's 409, or another a CA might answer.
+        self.refuse_replaces = 0
+        self.refuse_finalize = False
+        self.invalid_orders = False
+        self.finalizations = 0
+        #: Pebble's URL paths: its directory's newOrder, and the orders it placed (path →
+        #: their finalize path), learnt from what the front relays.
+        self._new_order_path = ""
+        self._orders: dict[str, str] = {}
         cert, key = pebble.https_identity
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.load_cert_chain(cert, key)
@@ -125,23 +181,43 @@ class AriFront:
 
     def _relay(self, handler: BaseHTTPRequestHandler) -> None:
         """Pebble's answer to the same request, unchanged but for ``renewalInfo`` added to the
-        directory."""
+        directory; or, as the test asked, a refusal or a failed order instead."""
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else None
+        if body is not None and (refusal := self._refusal(handler.path, _jws_payload(body))):
+            _send(handler, *refusal)
+            return
         upstream = http.client.HTTPSConnection(
             "127.0.0.1", self.pebble.port, context=self._upstream, timeout=30
         )
         try:
-            headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
-            upstream.request(handler.command, handler.path, body=body, headers=headers)
+            upstream.putrequest(handler.command, handler.path, skip_host=True)
+            for key, value in handler.headers.items():
+                upstream.putheader(key, value)
+            upstream.endheaders(body)
             response = upstream.getresponse()
             data = response.read()
         finally:
             upstream.close()
         if handler.path == "/dir" and response.status == 200:
             directory = json.loads(data)
-            directory["renewalInfo"] = f"{self.base}/renewalInfo"
+            if self.offers_renewal_info:
+                directory["renewalInfo"] = f"{self.base}/renewalInfo"
+            self._new_order_path = _path(directory["newOrder"])
             data = json.dumps(directory).encode()
+        elif handler.path == self._new_order_path and response.status == 201:
+            self._orders[_path(response.getheader("Location") or "")] = _path(
+                json.loads(data)["finalize"]
+            )
+        elif handler.path in self._orders and self.invalid_orders and response.status == 200:
+            order = json.loads(data)
+            if order.get("status") in ("processing", "valid"):  # finalized, RFC 8555 §7.1.6
+                order.update(
+                    status="invalid",
+                    error={"type": PROBLEM + "serverInternal", "detail": "issuance failed"},
+                )
+                order.pop("certificate", None)
+                data = json.dumps(order).encode()
         handler.send_response(response.status)
         for key, value in response.getheaders():
             if key.lower() not in ("content-length", "transfer-encoding", "connection"):
@@ -150,6 +226,26 @@ class AriFront:
         handler.end_headers()
         if handler.command != "HEAD":
             handler.wfile.write(data)
+
+    def _refusal(
+        self, path: str, payload: dict[str, Any] | None
+    ) -> tuple[int, dict[str, str]] | None:
+        """The HTTP status and problem document answering a POST the test wants refused; None
+        to relay it."""
+        if path == self._new_order_path and payload is not None:
+            self.new_orders.append(payload)
+            if self.refuse_replaces and "replaces" in payload:
+                # RFC 9773 §5: a certificate already replaced is refused with 409 Conflict
+                # and an alreadyReplaced problem.
+                return self.refuse_replaces, {
+                    "type": PROBLEM + "alreadyReplaced",
+                    "detail": f"certificate {payload['replaces']} is already replaced",
+                }
+        if path in self._orders.values():
+            self.finalizations += 1
+            if self.refuse_finalize:
+                return 400, {"type": PROBLEM + "badCSR", "detail": "finalization refused"}
+        return None
 
     def __enter__(self) -> AriFront:
         self._thread.start()
