@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from pillarbox import blocking, provisioning, retention
 from pillarbox.config import LISTENER_DOCS, Config, socket_mode
-from pillarbox.dns.authoritative import AuthoritativeServer
-from pillarbox.dns.hosted import HostedZones, record_policy, signing_policy
+from pillarbox.dns.authoritative import AuthoritativeServer, ServerLimits
+from pillarbox.dns.hosted import HostedZones, record_policy, rollover_timing, signing_policy
 from pillarbox.errors import ConfigError, SchemaTooNew, StorageError, StoreInUse
 from pillarbox.net.acmefiles import lasting_tlsa
 from pillarbox.net.certfiles import CertificateFiles
@@ -363,9 +363,11 @@ class Server:
             addresses=dns.addresses,
             policy=record_policy(self.config),
             signing=signing_policy(self.config),
+            rollover=rollover_timing(self.config),
             tlsa=lambda: lasting_tlsa(self.config),
         )
-        self.dns = AuthoritativeServer(zones)
+        limits = ServerLimits(max_tcp_connections=dns.authoritative_max_tcp_connections)
+        self.dns = AuthoritativeServer(zones, limits=limits)
         await self.dns.start(dns.authoritative_address, dns.authoritative_port)
         self.log.info("dns listening", on=_where([(self.dns.host, self.dns.port)]))
         if self.acme is not None and "dns-01" in self.config.tls.acme_challenges:
