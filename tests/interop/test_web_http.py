@@ -1735,7 +1735,9 @@ def test_admin_domain_page_shows_the_tlsa_dnskey_and_ds_dns_records_prints(
             "published",
         ]
         old_ds, next_ds = rolling["ds_records"]
-        assert old_ds["value"] == ds["value"] and "until the next key's DS" in old_ds["purpose"]
+        assert (
+            old_ds["value"] == ds["value"] and "kept until the next key's DS" in old_ds["purpose"]
+        )
         assert "the next key's DS, for the registrar from " in next_ds["purpose"]
         assert next_ds["value"] in started.stdout
         text = html.unescape(admin.get("/admin/domains/example.org").text)

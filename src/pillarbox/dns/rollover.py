@@ -147,7 +147,7 @@ class KeyRing:
         if active is not None:
             purpose = "DNSSEC delegation signer, for the registrar"
             if published is not None:
-                purpose += " (until the next key's DS replaces it)"
+                purpose += "; kept until the next key's DS replaces it"
             found.append(_ds(active.key, ttl, purpose))
         if published is not None:
             ready = timing.ready_at(published.stored)

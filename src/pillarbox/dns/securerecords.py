@@ -84,15 +84,15 @@ class SecureRecords:
         active = ring.active
         if active is None:
             return [*notes, "DNSSEC: the zone is served unsigned: its active key does not load"]
+        if len(ring.keys) > 1:
+            notes.append(
+                f"DNSSEC: a key rollover is under way: `pillarbox dns rollover {ring.domain} "
+                "--status` says what to do next"
+            )
         notes.append(
             f"DNSSEC: our DNS server signs the zone with the active key (tag "
             f"{active.key.key_tag}); the DNSKEY RRset:"
         )
-        if len(ring.keys) > 1:
-            notes.append(
-                f"a key rollover is under way: `pillarbox dns rollover {ring.domain} "
-                "--status` says what to do next"
-            )
         notes.append(
             "give the registrar the DS record(s) for the parent zone (or the DNSKEY if it "
             "asks for a key), as each says:"
