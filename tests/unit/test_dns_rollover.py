@@ -1,5 +1,5 @@
 """A hosted zone's key rollover (``pillarbox.dns.rollover``), served by two nodes over one
-store: the keys' states at each step, what the server publishes and signs with, the DS set the
+store (SQLite, and PostgreSQL where a server is reachable): the keys' states at each step, what the server publishes and signs with, the DS set the
 parent should have, and, at every step, a validation by dnspython from each DS set a parent
 could be showing (the old DS, both, only the new) — never bogus where the rules say it must
 not be. Also a stored key that does not load: logged, its zone served unsigned, the others
@@ -32,7 +32,10 @@ from pillarbox.dns.rollover import (
     start_rollover,
 )
 from pillarbox.dns.signing import SigningPolicy, ZoneKey
+from pillarbox.store.interface import Store
+from pillarbox.store.postgres.store import PostgresStore
 from pillarbox.store.sqlite.store import SqliteStore
+from pillarbox.testing.postgres import unreachable_reason
 from pillarbox.store.types import DnssecKey, DnssecKeyState
 
 DOMAIN = "example.org"
@@ -56,11 +59,23 @@ class Clocks:
         self.mono += seconds
 
 
-@pytest.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, SqliteStore]]:
-    """Two nodes' stores over one database."""
-    path = tmp_path / "shared.sqlite3"
-    first, second = SqliteStore(path), SqliteStore(path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Store, Store]]:
+    """Two nodes' stores over one database: an SQLite file, or a PostgreSQL schema (skipped
+    when no server is reachable)."""
+    first: Store
+    second: Store
+    if request.param == "postgresql":
+        reason = unreachable_reason()
+        if reason is not None:
+            pytest.skip(reason)
+        url = request.getfixturevalue("database").new_store_url()
+        first, second = PostgresStore(url), PostgresStore(url)
+    else:
+        path = tmp_path / "shared.sqlite3"
+        first, second = SqliteStore(path), SqliteStore(path)
     await first.open()
     await second.open()
     await provisioning.add_domain(first, DOMAIN)
@@ -72,7 +87,7 @@ async def stores(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, SqliteStore
         await first.close()
 
 
-def node(store: SqliteStore, clocks: Clocks) -> HostedZones:
+def node(store: Store, clocks: Clocks) -> HostedZones:
     return HostedZones(
         store,
         mail_host=f"mail.{DOMAIN}",
@@ -140,7 +155,7 @@ def ds_of(key: ZoneKey) -> str:
     return key.ds_record(3600).value
 
 
-async def test_a_rollover_step_by_step_never_bogus(stores: tuple[SqliteStore, SqliteStore]) -> None:
+async def test_a_rollover_step_by_step_never_bogus(stores: tuple[Store, Store]) -> None:
     first, second = stores
     clocks = Clocks()
     nodes = [node(first, clocks), node(second, clocks)]
@@ -227,7 +242,7 @@ async def test_a_rollover_step_by_step_never_bogus(stores: tuple[SqliteStore, Sq
 
 
 async def test_finish_force_goes_on_without_the_parent(
-    stores: tuple[SqliteStore, SqliteStore],
+    stores: tuple[Store, Store],
 ) -> None:
     first, _ = stores
     now = datetime.now(UTC)
@@ -245,7 +260,7 @@ async def test_finish_force_goes_on_without_the_parent(
 
 
 async def test_a_key_that_does_not_load_leaves_its_zone_unsigned_and_the_others_signed(
-    stores: tuple[SqliteStore, SqliteStore], caplog: pytest.LogCaptureFixture
+    stores: tuple[Store, Store], caplog: pytest.LogCaptureFixture
 ) -> None:
     first, _ = stores
     clocks = Clocks()
