@@ -1,9 +1,10 @@
 """A hosted zone's key rollover (``pillarbox.dns.rollover``), served by two nodes over one
-store (SQLite, and PostgreSQL where a server is reachable): the keys' states at each step, what the server publishes and signs with, the DS set the
-parent should have, and, at every step, a validation by dnspython from each DS set a parent
-could be showing (the old DS, both, only the new) — never bogus where the rules say it must
-not be. Also a stored key that does not load: logged, its zone served unsigned, the others
-signed; ``--force`` replaces it."""
+store (SQLite, and PostgreSQL where a server is reachable): the keys' states at each step,
+what the server publishes and signs with, the DS set the parent should have, and, at every
+step, a validation by dnspython from each DS set a parent could be showing (the old DS,
+both, only the new) — never bogus where the rules say it must not be. Also a stored key that
+does not load: logged, its zone served unsigned, the others signed; ``--force`` replaces
+it."""
 
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ from pillarbox.dns.signing import SigningPolicy, ZoneKey
 from pillarbox.store.interface import Store
 from pillarbox.store.postgres.store import PostgresStore
 from pillarbox.store.sqlite.store import SqliteStore
-from pillarbox.testing.postgres import unreachable_reason
 from pillarbox.store.types import DnssecKey, DnssecKeyState
+from pillarbox.testing.postgres import unreachable_reason
 
 DOMAIN = "example.org"
 OTHER = "other.example"
