@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shutil
-import sqlite3
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,10 +33,11 @@ from pillarbox.dns.authoritative import DEFAULT_SOA, StaticZone, StaticZones, se
 from pillarbox.dns.hosted import ZONE_CACHE_SECONDS
 from pillarbox.dns.records import DnsRecord
 from pillarbox.dns.signing import SigningPolicy, ZoneKey, ZoneSigner, new_key_pem
-from pillarbox.store.open import DEFAULT_SQLITE_NAME
 from pillarbox.testing.command import run_pillarbox
 from pillarbox.testing.dnszone import dnslib_servers
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
+from pillarbox.testing.polling import wait_for
+from pillarbox.testing.rollover import backdate_key, printed_ds
 from pillarbox.testing.testca import make_ca
 
 pytestmark = pytest.mark.skipif(
@@ -237,6 +237,10 @@ async def test_delv_rejects_expired_signatures(tmp_path: Path) -> None:
             assert "resolution failed" in report, report
 
 
+#: The longest a change to the keys takes to be served: the zones' cache, and a margin.
+ZONE_REBUILT = ZONE_CACHE_SECONDS + 15
+
+
 class Parent:
     """The parent zone ``test``, publishing the DS records it is given (dnslib's server)."""
 
@@ -249,7 +253,8 @@ class Parent:
             server.stop()
             server.server.server_close()  # stop() leaves the port bound until collected
         soa = "test. 60 IN SOA ns.test. hostmaster.test. 1 3600 900 1209600 60\n"
-        self._servers = dnslib_servers(ZoneResolver(soa + "".join(ds_lines)), self.port)
+        zone = soa + "".join(line + "\n" for line in ds_lines)
+        self._servers = dnslib_servers(ZoneResolver(zone), self.port)
 
     def close(self) -> None:
         for server in self._servers:
@@ -265,28 +270,6 @@ def parent() -> Iterator[Parent]:
     served.close()
 
 
-def ds_lines(stdout: str) -> list[str]:
-    """The DS records (zone-file lines, comment marks taken off) a command printed."""
-    return [line.lstrip("; ").strip() + "\n" for line in stdout.splitlines() if "\tDS\t" in line]
-
-
-def backdate(data_dir: Path, state: str, seconds: float) -> None:
-    """Time passing for the key in ``state``: its state change moved ``seconds`` back."""
-    with sqlite3.connect(data_dir / DEFAULT_SQLITE_NAME) as conn:
-        conn.execute(
-            "UPDATE dnssec_keys SET changed = changed - ? WHERE state = ?",
-            (int(seconds * 1_000_000), state),
-        )
-
-
-def wait_for(check: Callable[[], bool], what: str) -> None:
-    """Until ``check()`` is true: at most the zones' cache time and a margin."""
-    deadline = time.monotonic() + ZONE_CACHE_SECONDS + 15
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(1)
-
-
 def test_a_rollover_validates_at_every_step_from_every_ds_set(
     tmp_path: Path, parent: Parent
 ) -> None:
@@ -297,7 +280,7 @@ def test_a_rollover_validates_at_every_step_from_every_ds_set(
     )
     (tmp_path / "pillarbox.toml").write_text(cfg.render_toml(config))
     assert run_pillarbox(tmp_path, "domain", "add", DOMAIN).returncode == 0
-    (old_ds,) = ds_lines(run_pillarbox(tmp_path, "dns", "records", DOMAIN).stdout)
+    (old_ds,) = printed_ds(run_pillarbox(tmp_path, "dns", "records", DOMAIN).stdout)
     parent.publish(old_ds)
 
     def rollover(*options: str) -> subprocess.CompletedProcess[str]:
@@ -326,10 +309,15 @@ def test_a_rollover_validates_at_every_step_from_every_ds_set(
         started = rollover()
         assert started.returncode == 0, started.stderr
         assert "published" in started.stdout and "registrar from " in started.stdout
-        shown_old, new_ds = ds_lines(started.stdout)
+        shown_old, new_ds = printed_ds(started.stdout)
         assert shown_old == old_ds
         new_tag = new_ds.split()[4]
-        wait_for(lambda: signing_tags("DNSKEY") == sorted([old_tag, new_tag]), "new DNSKEY")
+        wait_for(
+            lambda: signing_tags("DNSKEY") == sorted([old_tag, new_tag]),
+            "new DNSKEY",
+            timeout=ZONE_REBUILT,
+            interval=1,
+        )
         assert signing_tags("MX") == [old_tag]  # the data: still the old key alone
         sets = {"old": [old_ds], "both": [old_ds, new_ds], "new": [new_ds]}
         assert validated(sets) == dict.fromkeys(sets, True)
@@ -339,7 +327,7 @@ def test_a_rollover_validates_at_every_step_from_every_ds_set(
         assert early.returncode == 1 and "not finished (published)" in early.stderr
 
         # Step 2: the DNSKEY TTL has passed; --finish waits for the parent's new DS.
-        backdate(tmp_path / "data", "published", DEFAULT_SOA.ttl + ZONE_CACHE_SECONDS)
+        backdate_key(tmp_path / "data", "published", DEFAULT_SOA.ttl + ZONE_CACHE_SECONDS)
         parent.publish(old_ds)
         status = rollover("--status")
         assert status.returncode == 0 and f"{DOMAIN}: ready" in status.stdout, status.stdout
@@ -355,17 +343,27 @@ def test_a_rollover_validates_at_every_step_from_every_ds_set(
         finished = rollover("--finish")
         assert finished.returncode == 0, finished.stderr
         assert f"{DOMAIN}: retired" in finished.stdout
-        assert ds_lines(finished.stdout) == [new_ds]
-        wait_for(lambda: signing_tags("MX") == [new_tag], "data signed by the new key")
+        assert printed_ds(finished.stdout) == [new_ds]
+        wait_for(
+            lambda: signing_tags("MX") == [new_tag],
+            "data signed by the new key",
+            timeout=ZONE_REBUILT,
+            interval=1,
+        )
         # (delv first: a validator holding the old DS alone is what the old key's signature
         # over the DNSKEY RRset is kept for.)
         assert validated(sets) == dict.fromkeys(sets, True)
         assert signing_tags("DNSKEY") == sorted([old_tag, new_tag])
-        assert ds_lines(run_pillarbox(tmp_path, "dns", "records", DOMAIN).stdout) == [new_ds]
+        assert printed_ds(run_pillarbox(tmp_path, "dns", "records", DOMAIN).stdout) == [new_ds]
 
         # Step 4: past dns.dnssec_retire_seconds the old key goes (the server removes it).
-        backdate(tmp_path / "data", "retired", config.dns.dnssec_retire_seconds)
-        wait_for(lambda: signing_tags("DNSKEY") == [new_tag], "old key removed")
+        backdate_key(tmp_path / "data", "retired", config.dns.dnssec_retire_seconds)
+        wait_for(
+            lambda: signing_tags("DNSKEY") == [new_tag],
+            "old key removed",
+            timeout=ZONE_REBUILT,
+            interval=1,
+        )
         # The old DS alone no longer vouches (it left the parent a TTL ago); both or the new do.
         assert validated(sets) == {"old": False, "both": True, "new": True}
         done = rollover("--status")
