@@ -169,7 +169,7 @@ async def check_ds(
         elif not {canonical_ds(v) for v in wanted} & {canonical_ds(v) for v in found}:
             status = FindingStatus.WRONG
             detail = (
-                "no DS names the key the zone is signed with: validating resolvers fail "
+                "no DS names a key of the zone's DNSKEY RRset: validating resolvers fail "
                 "every name of the domain (RFC 4035 §5.2)"
             )
     return Finding(domain, "DS", purpose, status, wanted, found, detail)

@@ -21,7 +21,8 @@ Implementation notes:
      the old one or in its place.
   3. ``dns rollover --finish`` (once the parent shows the new DS): the next key becomes
      ``active`` and signs everything, the old one ``retired``: still in the DNSKEY RRset,
-     still signing it.
+     still signing it (both in one store transaction,
+     :data:`~pillarbox.store.types.DNSSEC_FINISH`).
   4. :meth:`RolloverTiming.remove_at` later (``dns.dnssec_retire_seconds``: the parent's DS
      TTL, so no cache holds a DS set naming the old key alone, and the zone's TTLs, so no
      cache holds data the old key signed) the retired key is removed by the first node to

@@ -1069,6 +1069,16 @@ class DnssecKeyState(enum.StrEnum):
     RETIRED = "retired"
 
 
+#: The key states' transitions at a rollover's finish (:mod:`pillarbox.dns.rollover`), in the
+#: order a backend applies them (a zone holds one key per state): the active key retires, the
+#: published one becomes active. A key is made published (or, a zone's first, active) and
+#: leaves retired by being removed; no other transition exists.
+DNSSEC_FINISH: tuple[tuple[DnssecKeyState, DnssecKeyState], ...] = (
+    (DnssecKeyState.ACTIVE, DnssecKeyState.RETIRED),
+    (DnssecKeyState.PUBLISHED, DnssecKeyState.ACTIVE),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class DnssecKey:
     """A key a hosted domain's zone is signed with (:mod:`pillarbox.dns.signing`), kept in the

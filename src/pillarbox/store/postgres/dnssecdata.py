@@ -15,7 +15,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from pillarbox.errors import NotFound
-from pillarbox.store.types import DnssecKey, DnssecKeyState
+from pillarbox.store.types import DNSSEC_FINISH, DnssecKey, DnssecKeyState
 
 Conn = psycopg.AsyncConnection[TupleRow]
 
@@ -52,10 +52,10 @@ async def finish_rollover(conn: Conn, domain: str, now: datetime) -> bool:
     states = {k.state for k in await keys(conn, domain, lock=True)}
     if DnssecKeyState.PUBLISHED not in states or DnssecKeyState.RETIRED in states:
         return False
-    for old, new in (("active", "retired"), ("published", "active")):
+    for old, new in DNSSEC_FINISH:
         await conn.execute(
             "UPDATE dnssec_keys SET state = %s, changed = %s WHERE domain = %s AND state = %s",
-            (new, now, domain, old),
+            (new.value, now, domain, old.value),
         )
     return True
 

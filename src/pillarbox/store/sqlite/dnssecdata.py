@@ -11,7 +11,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 from pillarbox.errors import NotFound
-from pillarbox.store.types import DnssecKey, DnssecKeyState
+from pillarbox.store.types import DNSSEC_FINISH, DnssecKey, DnssecKeyState
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The order :meth:`~pillarbox.store.interface.Store.dnssec_keys` promises.
@@ -58,10 +58,10 @@ def finish_rollover(conn: sqlite3.Connection, domain: str, now: datetime) -> boo
     states = {k.state for k in keys(conn, domain)}
     if DnssecKeyState.PUBLISHED not in states or DnssecKeyState.RETIRED in states:
         return False
-    for old, new in (("active", "retired"), ("published", "active")):
+    for old, new in DNSSEC_FINISH:
         conn.execute(
             "UPDATE dnssec_keys SET state = ?, changed = ? WHERE domain = ? AND state = ?",
-            (new, _micros(now), domain, old),
+            (new.value, _micros(now), domain, old.value),
         )
     return True
 
