@@ -245,7 +245,8 @@ def rollover_status(
                     f"give the registrar the DS of the next key (tag {tag}) now: every cache "
                     "holds its DNSKEY",
                     parent_line,
-                    "the parent does not show it yet: --finish waits for it",
+                    "--finish waits until the parent shows it"
+                    + ("" if seen is None else " (it does not yet)"),
                 ),
             )
         return RolloverStatus(
