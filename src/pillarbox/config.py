@@ -822,6 +822,11 @@ class DnsSection:
     )
     authoritative_address: str = _f("127.0.0.1", "Address the authoritative DNS server binds.")
     authoritative_port: int = _f(53, "Port of the authoritative DNS server (UDP and TCP).")
+    authoritative_max_tcp_connections: int = _f(
+        256,
+        "TCP connections the authoritative DNS server takes at once; more are closed at once "
+        "(resolvers retry). Signed zones move answers over the signing budget to TCP.",
+    )
     dnssec: bool = _f(
         False,
         "Sign the hosted zones the authoritative server serves (DNSSEC, one ECDSA P-256 key per "
@@ -845,6 +850,12 @@ class DnsSection:
         200,
         "New signatures a second (all zones); over it, a UDP answer needing one gets TC=1 and "
         "is signed when asked over TCP (about 0.6 ms of CPU each: docs/dane.md). 0: no limit.",
+    )
+    dnssec_retire_seconds: int = _f(
+        172_800,
+        "Seconds a zone key retired by `pillarbox dns rollover --finish` stays in the DNSKEY "
+        "RRset, signing it: at least the parent's DS TTL (often a day) and the zones' TTL "
+        "(3600); 2 days by default (docs/dane.md).",
     )
     nameservers: tuple[str, ...] = _f(
         (),
@@ -1830,6 +1841,11 @@ def _validate_acme(tls: TlsSection, hostname: str, dns: DnsSection, *, https_ena
         raise ConfigError(key, str(exc)) from None
 
 
+#: The least ``dns.dnssec_retire_seconds``: the TTL the hosted zones serve their records and
+#: DNSKEY RRset with (:data:`pillarbox.dns.authoritative.DEFAULT_SOA`).
+MIN_RETIRE_SECONDS = 3_600
+
+
 def _validate_dnssec(dns: DnsSection) -> None:
     if dns.dnssec and not dns.authoritative_enabled:
         # A DS published for a zone that another server serves unsigned is an outage.
@@ -1837,12 +1853,21 @@ def _validate_dnssec(dns: DnsSection) -> None:
             "dns.dnssec",
             "signs what the authoritative server serves: enable dns.authoritative_enabled",
         )
-    for key in ("dnssec_validity", "dnssec_refresh", "dnssec_signature_cache"):
+    keys = ("dnssec_validity", "dnssec_refresh", "dnssec_signature_cache")
+    for key in (*keys, "authoritative_max_tcp_connections"):
         if getattr(dns, key) <= 0:
             raise ConfigError(f"dns.{key}", f"must be positive, got {getattr(dns, key)}")
     for key in ("dnssec_inception_offset", "dnssec_signatures_per_second"):
         if getattr(dns, key) < 0:
             raise ConfigError(f"dns.{key}", f"must be 0 or more, got {getattr(dns, key)}")
+    if dns.dnssec_retire_seconds < MIN_RETIRE_SECONDS:
+        # The zones' records and the DNSKEY RRset are served with 3600 s TTLs: a key removed
+        # sooner leaves caches holding what it signed with no key to check it by.
+        raise ConfigError(
+            "dns.dnssec_retire_seconds",
+            f"must be at least {MIN_RETIRE_SECONDS} (the zones' TTL), got "
+            f"{dns.dnssec_retire_seconds}",
+        )
     if dns.dnssec_refresh >= dns.dnssec_validity:
         raise ConfigError(
             "dns.dnssec_refresh",

@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import shutil
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,8 +28,8 @@ from pillarbox.store.types import RecipientState
 from pillarbox.testing.command import run_pillarbox
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
 from pillarbox.testing.outbound import deliver_once, mx_runner
-from pillarbox.testing.polling import wait_for
 from pillarbox.testing.testca import make_ca
+from pillarbox.testing.unbound import Unbound
 
 DOMAIN = "pillarbox.test"
 HOST = f"mail.{DOMAIN}"
@@ -55,67 +54,6 @@ pytestmark = [
     ),
     pytest.mark.skipif(not _port_25_bindable(), reason=f"cannot bind {MX_ADDRESS}:25 (not root?)"),
 ]
-
-
-class Unbound:
-    """Unbound on loopback, validating ``DOMAIN`` from a DS trust anchor and asking only our
-    authoritative server for it (a stub zone, as a parent's delegation would lead there)."""
-
-    def __init__(self, directory: Path, ds: str, authoritative_port: int) -> None:
-        directory.mkdir()
-        self.port = free_port("127.0.0.1")
-        self._config = directory / "unbound.conf"
-        self._config.write_text(
-            "server:\n"
-            "  interface: 127.0.0.1\n"
-            f"  port: {self.port}\n"
-            "  do-not-query-localhost: no\n"
-            "  access-control: 127.0.0.0/8 allow\n"
-            '  username: ""\n'
-            '  chroot: ""\n'
-            f'  directory: "{directory}"\n'
-            f'  pidfile: "{directory}/unbound.pid"\n'
-            '  logfile: ""\n'
-            "  use-syslog: no\n"
-            "  num-threads: 1\n"
-            "  val-log-level: 2\n"
-            '  module-config: "validator iterator"\n'
-            f'  trust-anchor: "{ds}"\n'
-            # Unbound answers names under test. itself (RFC 6761) unless told not to.
-            '  local-zone: "test." nodefault\n'
-            "stub-zone:\n"
-            f'  name: "{DOMAIN}"\n'
-            f"  stub-addr: 127.0.0.1@{authoritative_port}\n"
-            "remote-control:\n"
-            "  control-enable: no\n"
-        )
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Unbound:
-        check = subprocess.run(
-            ["unbound-checkconf", str(self._config)], capture_output=True, text=True, check=False
-        )
-        assert check.returncode == 0, check.stdout + check.stderr
-        self._process = subprocess.Popen(
-            ["unbound", "-d", "-c", str(self._config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(self._answers, "Unbound listening", timeout=20)
-        return self
-
-    def _answers(self) -> bool:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            return probe.connect_ex(("127.0.0.1", self.port)) == 0
-
-    def __exit__(self, *exc: object) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
-
-    def resolver(self) -> DnsResolver:
-        # On loopback: its AD bit is believed (dns.trust_ad = "loopback").
-        return DnsResolver(nameserver=f"127.0.0.1:{self.port}", timeout=5, trust_ad="loopback")
 
 
 @pytest.fixture
@@ -169,14 +107,14 @@ async def test_dane_delivery_to_our_mx_through_unbound(
     # A parent vouching for another key: Unbound finds the zone bogus and answers SERVFAIL,
     # so the message waits (a temporary failure), and nothing reaches the MX.
     other = ZoneKey(DOMAIN, new_key_pem()).ds_record(3600).zone_line().replace("\t", " ")
-    with Unbound(tmp_path / "bogus", other, authoritative) as unbound:
+    with Unbound(tmp_path / "bogus", DOMAIN, [other], authoritative) as unbound:
         assert (await unbound.resolver().mx(DOMAIN)).status is MxStatus.TEMPORARY
         left = await deliver_once(store, runner(store, unbound.resolver()), f"bob@{DOMAIN}", RAW)
         assert left is not None and left.state is RecipientState.DEFERRED
     assert server.mailbox_messages(f"bob@{DOMAIN}", "INBOX") == []
 
     caplog.set_level(logging.INFO, logger="pillarbox.delivery")
-    with Unbound(tmp_path / "valid", ds.replace("\t", " "), authoritative) as unbound:
+    with Unbound(tmp_path / "valid", DOMAIN, [ds], authoritative) as unbound:
         resolver = unbound.resolver()
         assert resolver.trusts_ad
         mx = await resolver.mx(DOMAIN)

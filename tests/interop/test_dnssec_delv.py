@@ -4,6 +4,14 @@ registrar's parent zone would vouch for. Positive answers (MX, A, TXT, the MX ho
 both kinds of denial (and, asked by dig, the NXDOMAIN a Compact Answers OK query gets), and
 the failures a validator must catch (a key other than the one the DS names, signatures past
 their expiry). Skipped where ``delv`` (bind9-dnsutils) is missing.
+
+And a key rollover run as an operator would (``pillarbox dns rollover``, ``--status``,
+``--finish``), with a parent zone (dnslib's server, a peer's code) publishing the DS set the
+registrar would at each step, ``delv`` validating MX and A answers at every step from every DS
+set a parent could then be showing: the old DS, both, only the new one. The waits a rollover
+has (the DNSKEY TTL before the new DS may go to the parent, the days a retired key stays) are
+passed by moving the keys' times back in the store, as the hours would; the zones' 30-second
+cache is waited out for real.
 """
 
 from __future__ import annotations
@@ -13,16 +21,23 @@ import dataclasses
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dnslib.server import DNSServer
+from dnslib.zoneresolver import ZoneResolver
 
 from pillarbox import config as cfg
-from pillarbox.dns.authoritative import StaticZone, StaticZones, serve_zones
+from pillarbox.dns.authoritative import DEFAULT_SOA, StaticZone, StaticZones, serve_zones
+from pillarbox.dns.hosted import ZONE_CACHE_SECONDS
 from pillarbox.dns.records import DnsRecord
 from pillarbox.dns.signing import SigningPolicy, ZoneKey, ZoneSigner, new_key_pem
 from pillarbox.testing.command import run_pillarbox
+from pillarbox.testing.dnszone import dnslib_servers
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
+from pillarbox.testing.polling import wait_for
+from pillarbox.testing.rollover import backdate_key, printed_ds
 from pillarbox.testing.testca import make_ca
 
 pytestmark = pytest.mark.skipif(
@@ -74,12 +89,14 @@ def dig_header(port: int, name: str, rtype: str, *options: str) -> tuple[str, st
     return status, flags
 
 
-def anchor_file(path: Path, ds_line: str) -> Path:
-    """A delv trust anchor from a DS record in zone-file form (``name ttl IN DS tag alg
-    type digest``): what the parent zone publishes once the registrar has it."""
-    name, _ttl, _class, _type, tag, algorithm, digest_type, *digest = ds_line.split()
-    ds = f'{tag} {algorithm} {digest_type} "{"".join(digest)}"'
-    path.write_text(f"trust-anchors {{ {name} static-ds {ds}; }};\n")
+def anchor_file(path: Path, *ds_lines: str) -> Path:
+    """A delv trust anchor from DS records in zone-file form (``name ttl IN DS tag alg
+    type digest``): what the parent zone publishes once the registrar has them."""
+    anchors = []
+    for line in ds_lines:
+        name, _ttl, _class, _type, tag, algorithm, digest_type, *digest = line.split()
+        anchors.append(f'{name} static-ds {tag} {algorithm} {digest_type} "{"".join(digest)}";')
+    path.write_text(f"trust-anchors {{ {' '.join(anchors)} }};\n")
     return path
 
 
@@ -218,3 +235,136 @@ async def test_delv_rejects_expired_signatures(tmp_path: Path) -> None:
         assert report.startswith("; fully validated") is valid, report
         if not valid:
             assert "resolution failed" in report, report
+
+
+#: The longest a change to the keys takes to be served: the zones' cache, and a margin.
+ZONE_REBUILT = ZONE_CACHE_SECONDS + 15
+
+
+class Parent:
+    """The parent zone ``test``, publishing the DS records it is given (dnslib's server)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._servers: list[DNSServer] = []
+
+    def publish(self, *ds_lines: str) -> None:
+        for server in self._servers:
+            server.stop()
+            server.server.server_close()  # stop() leaves the port bound until collected
+        soa = "test. 60 IN SOA ns.test. hostmaster.test. 1 3600 900 1209600 60\n"
+        zone = soa + "".join(line + "\n" for line in ds_lines)
+        self._servers = dnslib_servers(ZoneResolver(zone), self.port)
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.stop()
+            server.server.server_close()
+
+
+@pytest.fixture
+def parent() -> Iterator[Parent]:
+    served = Parent(free_port("127.0.0.1"))
+    served.publish()
+    yield served
+    served.close()
+
+
+def test_a_rollover_validates_at_every_step_from_every_ds_set(
+    tmp_path: Path, parent: Parent
+) -> None:
+    port = free_port("127.0.0.1")
+    config = signed_config(tmp_path, port)
+    config = dataclasses.replace(
+        config, dns=dataclasses.replace(config.dns, nameserver=f"127.0.0.1:{parent.port}")
+    )
+    (tmp_path / "pillarbox.toml").write_text(cfg.render_toml(config))
+    assert run_pillarbox(tmp_path, "domain", "add", DOMAIN).returncode == 0
+    (old_ds,) = printed_ds(run_pillarbox(tmp_path, "dns", "records", DOMAIN).stdout)
+    parent.publish(old_ds)
+
+    def rollover(*options: str) -> subprocess.CompletedProcess[str]:
+        return run_pillarbox(tmp_path, "dns", "rollover", DOMAIN, *options)
+
+    def validated(anchors: dict[str, list[str]]) -> dict[str, bool]:
+        """Per DS set, whether delv fully validates the MX and the mail host's A."""
+        results = {}
+        for name, lines in anchors.items():
+            anchor = anchor_file(tmp_path / f"anchor-{name}.conf", *lines)
+            reports = [delv(port, anchor, DOMAIN, n, t) for n, t in ((DOMAIN, "MX"), (HOST, "A"))]
+            results[name] = all(r.startswith("; fully validated") for r in reports)
+            if results[name]:
+                assert f"10 {HOST}." in reports[0] and ADDRESS in reports[1], reports
+        return results
+
+    def signing_tags(rtype: str) -> list[str]:
+        return sorted(r[10] for r in dig(port, DOMAIN, rtype) if r[3] == "RRSIG")
+
+    with LiveServer(config):
+        old_tag = old_ds.split()[4]
+        assert validated({"old": [old_ds]}) == {"old": True}
+        assert signing_tags("MX") == [old_tag]
+
+        # Step 1: the next key is published; its DS is printed, with when to give it.
+        started = rollover()
+        assert started.returncode == 0, started.stderr
+        assert "published" in started.stdout and "registrar from " in started.stdout
+        shown_old, new_ds = printed_ds(started.stdout)
+        assert shown_old == old_ds
+        new_tag = new_ds.split()[4]
+        wait_for(
+            lambda: signing_tags("DNSKEY") == sorted([old_tag, new_tag]),
+            "new DNSKEY",
+            timeout=ZONE_REBUILT,
+            interval=1,
+        )
+        assert signing_tags("MX") == [old_tag]  # the data: still the old key alone
+        sets = {"old": [old_ds], "both": [old_ds, new_ds], "new": [new_ds]}
+        assert validated(sets) == dict.fromkeys(sets, True)
+        # Too early: refused, whatever the parent shows.
+        parent.publish(old_ds, new_ds)
+        early = rollover("--finish")
+        assert early.returncode == 1 and "not finished (published)" in early.stderr
+
+        # Step 2: the DNSKEY TTL has passed; --finish waits for the parent's new DS.
+        backdate_key(tmp_path / "data", "published", DEFAULT_SOA.ttl + ZONE_CACHE_SECONDS)
+        parent.publish(old_ds)
+        status = rollover("--status")
+        assert status.returncode == 0 and f"{DOMAIN}: ready" in status.stdout, status.stdout
+        refused = rollover("--finish")
+        assert refused.returncode == 1 and "not finished (ready)" in refused.stderr
+        assert "--force finishes anyway" in refused.stderr
+        # The registrar replaces the DS: the parent shows only the new one.
+        parent.publish(new_ds)
+        assert f"{DOMAIN}: submitted" in rollover("--status").stdout
+        assert validated(sets) == dict.fromkeys(sets, True)
+
+        # Step 3: the new key signs the data; the old one still signs the DNSKEY RRset.
+        finished = rollover("--finish")
+        assert finished.returncode == 0, finished.stderr
+        assert f"{DOMAIN}: retired" in finished.stdout
+        assert printed_ds(finished.stdout) == [new_ds]
+        wait_for(
+            lambda: signing_tags("MX") == [new_tag],
+            "data signed by the new key",
+            timeout=ZONE_REBUILT,
+            interval=1,
+        )
+        # (delv first: a validator holding the old DS alone is what the old key's signature
+        # over the DNSKEY RRset is kept for.)
+        assert validated(sets) == dict.fromkeys(sets, True)
+        assert signing_tags("DNSKEY") == sorted([old_tag, new_tag])
+        assert printed_ds(run_pillarbox(tmp_path, "dns", "records", DOMAIN).stdout) == [new_ds]
+
+        # Step 4: past dns.dnssec_retire_seconds the old key goes (the server removes it).
+        backdate_key(tmp_path / "data", "retired", config.dns.dnssec_retire_seconds)
+        wait_for(
+            lambda: signing_tags("DNSKEY") == [new_tag],
+            "old key removed",
+            timeout=ZONE_REBUILT,
+            interval=1,
+        )
+        # The old DS alone no longer vouches (it left the parent a TTL ago); both or the new do.
+        assert validated(sets) == {"old": False, "both": True, "new": True}
+        done = rollover("--status")
+        assert f"{DOMAIN}: signed" in done.stdout and f"key {new_tag}: active" in done.stdout

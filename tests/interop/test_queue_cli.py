@@ -264,6 +264,27 @@ def test_dns_records_prints_the_ds_and_check_compares_it(
     unsigned = ds_finding(zone + ds + "\n", PILLARBOX__DNS__DNSSEC="false")
     assert unsigned["status"] == "wrong" and "not signed" in unsigned["detail"]
     assert "; DNSSEC: the zone is not signed" in run(site, "dns", "records", "example.org").stdout
+    off = run(site, "dns", "rollover", "example.org", PILLARBOX__DNS__DNSSEC="false")
+    assert off.returncode == 1 and "dns.dnssec is off" in off.stderr
+
+    # A rollover started: dns records offers both DS records; dns check takes the parent
+    # showing the old DS, both, or only the new one (each vouches for the zone), not another.
+    both = run(site, "dns", "rollover", "example.org", "--status", "--finish", **env)
+    assert both.returncode == 2 and "two steps" in both.stderr
+    started = run(site, "dns", "rollover", "example.org", "--json", **env)
+    assert started.returncode == 0, started.stderr
+    state = json.loads(started.stdout)
+    assert state["step"] == "published" and not state["may_finish"]
+    assert [k["state"] for k in state["keys"]] == ["active", "published"]
+    old_ds, new_ds = (f"{d['name']}.\t{d['ttl']}\tIN\tDS\t{d['value']}" for d in state["ds"])
+    assert old_ds == ds
+    shown = run(site, "dns", "records", "example.org", **env).stdout
+    assert ds in shown and new_ds in shown
+    for published in (ds, f"{ds}\n{new_ds}", new_ds):
+        assert ds_finding(zone + published + "\n")["status"] == "ok", published
+    assert ds_finding(zone + other + "\n")["status"] == "wrong"
+    again = run(site, "dns", "rollover", "example.org", **env)
+    assert again.returncode == 1 and "a rollover is under way" in again.stderr
     # A zone served elsewhere is signed (or not) there: its DS is none of our business.
     elsewhere = env | {
         "PILLARBOX__DNS__AUTHORITATIVE_ENABLED": "false",

@@ -35,6 +35,7 @@ from pillarbox.store.types import (
     DkimKeyRecord,
     DmarcObservation,
     DnssecKey,
+    DnssecKeyState,
     Filing,
     FlagOp,
     GreylistRules,
@@ -171,7 +172,11 @@ async def _populate(store: Store) -> None:
     await store.claim_totp_step(account.id, 55_000_000)
     acme = AcmeAccount("https://ca.example/dir", b"account key", "https://ca.example/acct/1")
     await store.add_acme_account(acme)
-    await store.add_dnssec_key(DnssecKey(DOMAIN, b"zone key", when))
+    active = DnssecKeyState.ACTIVE
+    await store.add_dnssec_key(DnssecKey(DOMAIN, b"zone key", when, active, when))
+    # A rollover under way moves as it stands: the next key stays published, not active.
+    published = DnssecKeyState.PUBLISHED
+    await store.add_dnssec_key(DnssecKey(DOMAIN, b"next key", when, published, when))
     assert await store.check_greylist(GREY, when, GREY_RULES) is GreyOutcome.NEW
     retried = await store.check_greylist(GREY, when + timedelta(minutes=10), GREY_RULES)
     assert retried is GreyOutcome.RETRIED
@@ -327,7 +332,7 @@ async def _snapshot(store: Store) -> dict[str, Any]:
         "reports": await store.received_reports(WHEN - timedelta(days=30)),
         "greylist": await store.check_greylist(GREY, WHEN + timedelta(days=1), GREY_RULES),
         "acme_account": await store.acme_account("https://ca.example/dir"),
-        "dnssec_key": await store.dnssec_key(DOMAIN),
+        "dnssec_keys": await store.dnssec_keys(DOMAIN),
         "dkim": await store.list_dkim_keys(DOMAIN, include_retired=True),
         "spam": [await store.spam_model(m, ["cheap", "x"]) for m in (account.id, None)],
         "trained": await store.spam_training_mark(account.id, "c0ffee"),
@@ -378,7 +383,11 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
     assert [r.report_id for r in before["reports"]] == ["r1"]
     assert before["greylist"] is GreyOutcome.KNOWN  # passed, and still passed on the copy
     assert before["acme_account"] is not None  # the cluster goes on with the SQLite node's
-    assert before["dnssec_key"] is not None  # the DS at the registrar still names it
+    # The DS at the registrar still names them.
+    assert [(k.key_pem, k.state) for k in before["dnssec_keys"]] == [
+        (b"zone key", DnssecKeyState.ACTIVE),
+        (b"next key", DnssecKeyState.PUBLISHED),
+    ]
     assert [(s.name, s.active) for s in before["sieve"]] == [("old", False), ("rules", True)]
     assert before["vacation_again"] is False  # replied within the day: not again
     assert before["duplicates"] == {"seen"}

@@ -1721,18 +1721,44 @@ def test_admin_domain_page_shows_the_tlsa_dnskey_and_ds_dns_records_prints(
         for record in (tlsa, dnskey, ds):
             assert f"<code>{record['value']}</code>" in text, record["type"]
         assert shown["zone"] in text
-        assert "give the registrar this DS record for the parent zone" in text
-        # The DNSKEY is the one the DNS server signs with, asked for over UDP.
+        assert "give the registrar the DS record(s) for the parent zone" in text
+        assert shown["dnskeys"] == [dnskey | {"purpose": dnskey["purpose"]}]
+        assert shown["ds_records"] == [ds]
+        # A rollover started: the page and the API show both keys, and every DS the parent
+        # should have, the next one's saying from when.
+        started = run_pillarbox(tmp_path, "dns", "rollover", "example.org")
+        assert started.returncode == 0, started.stderr
+        rolling = admin.api("GET", "/admin/domains/example.org/dns").json()
+        assert rolling["dnskey"] == dnskey and rolling["ds"]["value"] == ds["value"]
+        assert [k["purpose"].rsplit(", ", 1)[1] for k in rolling["dnskeys"]] == [
+            "active",
+            "published",
+        ]
+        old_ds, next_ds = rolling["ds_records"]
+        assert (
+            old_ds["value"] == ds["value"] and "kept until the next key's DS" in old_ds["purpose"]
+        )
+        assert "the next key's DS, for the registrar from " in next_ds["purpose"]
+        assert next_ds["value"] in started.stdout
+        text = html.unescape(admin.get("/admin/domains/example.org").text)
+        for record in (*rolling["dnskeys"], *rolling["ds_records"]):
+            assert f"<code>{record['value']}</code>" in text, record
+        assert "a key rollover is under way" in text
+        # The DNSKEYs are the ones the DNS server serves, asked for over UDP (its zone was
+        # never built before: it reads both keys at once).
         query = dns.message.make_query("example.org", "DNSKEY", want_dnssec=True)
         reply = dns.query.udp(query, "127.0.0.1", port=dns_port, timeout=5)
-        (served,) = reply.find_rrset(
+        served = reply.find_rrset(
             reply.answer,
             dns.name.from_text("example.org."),
             dns.rdataclass.IN,
             dns.rdatatype.DNSKEY,
         )
-        flags, _protocol, _algorithm, key_text = dnskey["value"].split()
-        assert (served.flags, served.key) == (int(flags), base64.b64decode(key_text))
+        shown_keys = set()
+        for record in rolling["dnskeys"]:
+            flags, _protocol, _algorithm, key_text = record["value"].split()
+            shown_keys.add((int(flags), base64.b64decode(key_text)))
+        assert {(rd.flags, rd.key) for rd in served} == shown_keys
 
 
 # -- autoconfig ----------------------------------------------------------------------------------

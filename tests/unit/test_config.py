@@ -205,6 +205,9 @@ def test_failure_reports_default_to_the_aggregate_sender(tmp_path: Path) -> None
         ("[dns]\ndnssec_inception_offset = -1\n", "dns.dnssec_inception_offset"),
         ("[dns]\ndnssec_signature_cache = 0\n", "dns.dnssec_signature_cache"),
         ("[dns]\ndnssec_signatures_per_second = -1\n", "dns.dnssec_signatures_per_second"),
+        # A retired key removed before the zones' TTL has passed strands cached signatures.
+        ("[dns]\ndnssec_retire_seconds = 3599\n", "dns.dnssec_retire_seconds"),
+        ("[dns]\nauthoritative_max_tcp_connections = 0\n", "dns.authoritative_max_tcp_connections"),
     ],
 )
 def test_tls_report_and_dnssec_settings_are_checked(tmp_path: Path, text: str, key: str) -> None:

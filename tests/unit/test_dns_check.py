@@ -229,13 +229,14 @@ async def test_tlsa_of_a_key_about_to_change(keys: tuple[bytes, bytes]) -> None:
 
 
 async def check_ds_published(
-    published: list[DnsRecord], expected: DnsRecord | None
+    published: list[DnsRecord], expected: DnsRecord | None, *more: DnsRecord
 ) -> Finding | None:
     """``check_ds`` against a parent zone (``test``) publishing ``published``."""
     zones = StaticZones.from_records(published, origins=["test"])
     async with serve_zones(zones) as server:
         resolver = DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=2)
-        return await check_ds(resolver, "example.test", expected)
+        keys = [] if expected is None else [expected, *more]
+        return await check_ds(resolver, "example.test", keys)
 
 
 async def test_ds_at_the_parent_against_the_zone_key() -> None:
@@ -255,6 +256,14 @@ async def test_ds_at_the_parent_against_the_zone_key() -> None:
     wrong = await check_ds_published([other], ours)
     assert wrong is not None and wrong.status is FindingStatus.WRONG
     assert "fail every name" in wrong.detail
+    # During a rollover the next (or previous) key vouches for the zone as well: the parent
+    # showing only its DS is fine, one naming neither key is not.
+    nxt = ZoneKey("example.test", new_key_pem()).ds_record(3600)
+    rolled = await check_ds_published([nxt], ours, nxt)
+    assert rolled is not None and rolled.status is FindingStatus.OK
+    assert rolled.expected == (ours.value, nxt.value)
+    neither = await check_ds_published([other], ours, nxt)
+    assert neither is not None and neither.status is FindingStatus.WRONG
     # A DS for a zone we do not sign breaks it just as surely.
     unsigned = await check_ds_published([ours], None)
     assert unsigned is not None and unsigned.status is FindingStatus.WRONG

@@ -14,10 +14,11 @@ With ``[dns] authoritative_enabled``, ``records`` ends with the NS records the r
 lists (``dns.nameservers``) and, when secondaries may transfer the zone, what to set on them:
 the primary's address, the TSIG key's name and where its secret is, who gets NOTIFY.
 
-With ``[dns] dnssec``, ``records`` also prints the zone's DNSKEY and the DS the registrar
-publishes (making the zone's key if the server has not yet); when our authoritative server
-serves the zone, ``check`` compares the DS at the parent with that key (or, unsigned, warns of
-any DS there).
+With ``[dns] dnssec``, ``records`` also prints the zone's DNSKEY RRset and the DS records the
+registrar publishes (making the zone's key if the server has not yet); when our authoritative
+server serves the zone, ``check`` compares the DS at the parent with the zone's keys (or,
+unsigned, warns of any DS there). ``dns rollover`` replaces the zone's key by a new one, step
+by step (:mod:`pillarbox.dns.rollover`; docs/dane.md).
 """
 
 from __future__ import annotations
@@ -38,17 +39,26 @@ from pillarbox.dns.check import (
     check_records,
     check_tlsa,
     format_findings,
+    parent_ds,
 )
-from pillarbox.dns.hosted import hosted_records, record_policy
+from pillarbox.dns.hosted import hosted_records, record_policy, rollover_timing
 from pillarbox.dns.records import DnsRecord, DomainRecords
-from pillarbox.dns.resolver import DnsResolver
+from pillarbox.dns.resolver import DnsResolver, DnsTemporaryError
+from pillarbox.dns.rollover import (
+    KeyRing,
+    RolloverRefused,
+    RolloverStatus,
+    finish_rollover,
+    rollover_status,
+    start_rollover,
+)
 from pillarbox.dns.securerecords import (
     SecureRecords,
-    config_zone_key,
+    config_key_ring,
     secure_records,
     zone_text,
 )
-from pillarbox.errors import NotFound
+from pillarbox.errors import NotFound, UserError
 from pillarbox.mail.address import parse_address
 from pillarbox.net.acmefiles import served_certificate
 from pillarbox.queue.routing import Router
@@ -178,10 +188,11 @@ def dns_check(state: CliState, domain: str, addresses: tuple[str, ...], as_json:
 
     config = state.load()
 
-    async def from_store(store: Store) -> tuple[DomainRecords, list[Finding], DnsRecord | None]:
+    async def from_store(store: Store) -> tuple[DomainRecords, list[Finding], list[DnsRecord]]:
         records = await _records(store, config, domain, addresses)
-        key = await config_zone_key(store, config, domain)
-        ds = None if key is None else key.ds_record(records.records[0].ttl)
+        ring = await config_key_ring(store, config, domain)
+        ttl = records.records[0].ttl
+        ds = [] if ring is None else [k.key.ds_record(ttl) for k in ring.keys]
         return records, await _report_mailboxes(store, config, domain), ds
 
     records, mailboxes, ds = run_store(config, from_store)
@@ -207,6 +218,89 @@ def dns_check(state: CliState, domain: str, addresses: tuple[str, ...], as_json:
     emit(data, as_json, format_findings(findings).splitlines())
     if any(f.status is not FindingStatus.OK for f in findings):
         raise click.exceptions.Exit(1)
+
+
+@dns.command("rollover")
+@click.argument("domain")
+@click.option("--status", "show", is_flag=True, help="Say where the rollover stands.")
+@click.option(
+    "--finish", is_flag=True, help="Sign with the new key (once the parent shows its DS)."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Finish without the parent's DS, or replace a stored key that does not load.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def dns_rollover(
+    state: CliState, domain: str, show: bool, finish: bool, force: bool, as_json: bool
+) -> None:
+    """Replace DOMAIN's DNSSEC key: publish a new key beside the old one and print its DS for
+    the registrar; --status says what to do next, --finish moves the signing to the new key
+    once the parent shows its DS (docs/dane.md)."""
+    from pillarbox.cli.main import emit, run_store
+
+    if show and finish:
+        raise click.UsageError("--status and --finish are two steps: give one")
+    config = state.load()
+    if not config.dns.dnssec:
+        raise UserError("dns.dnssec is off: the zones are not signed, there is no key to roll")
+    name = provisioning.normalise_domain(domain)
+    timing = rollover_timing(config)
+    resolver = DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
+
+    async def status_of(ring: KeyRing) -> RolloverStatus:
+        try:
+            parent: tuple[str, ...] | None = await parent_ds(resolver, name)
+        except DnsTemporaryError:
+            parent = None
+        return rollover_status(ring, timing, datetime.now(UTC), parent)
+
+    async def act(store: Store) -> tuple[KeyRing, RolloverStatus]:
+        if await store.get_domain(name) is None:
+            raise NotFound(f"no such domain: {name}")
+        ring = await config_key_ring(store, config, name)
+        assert ring is not None  # dns.dnssec is on
+        if finish:
+            await finish_rollover(
+                store, await status_of(ring), name, datetime.now(UTC), force=force
+            )
+            ring = await config_key_ring(store, config, name)
+        elif not show:
+            ring = await start_rollover(store, ring, datetime.now(UTC), force=force)
+        assert ring is not None
+        return ring, await status_of(ring)
+
+    try:
+        ring, status = run_store(config, act)
+    except RolloverRefused as exc:
+        click.echo(f"pillarbox: {exc}", err=True)
+        raise click.exceptions.Exit(1) from None
+    now = datetime.now(UTC)
+    ttl = timing.dnskey_ttl
+    parent_should = ring.parent_ds(timing, now, ttl)
+    data = {
+        "domain": name,
+        "step": status.step.value,
+        "may_finish": status.may_finish,
+        "keys": [
+            {"tag": k.key.key_tag, "state": k.state.value, "since": k.stored.changed.isoformat()}
+            for k in ring.keys
+        ],
+        "ds": [asdict(record) for record in parent_should],
+        "advice": list(status.advice),
+    }
+    lines = [f"{name}: {status.step.value}"]
+    lines += [
+        f"  key {k.key.key_tag}: {k.state.value} since {k.stored.changed:%Y-%m-%d %H:%M} UTC"
+        for k in ring.keys
+    ]
+    lines += [f"- {line}" for line in status.advice]
+    lines.append("DS records for the parent zone (the registrar), as each says:")
+    for record in parent_should:
+        lines += [f"  ; {record.purpose}", f"  {record.zone_line()}"]
+    emit(data, as_json, lines)
 
 
 @click.group()

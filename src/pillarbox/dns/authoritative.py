@@ -12,7 +12,8 @@ Implementation notes:
   to the server's :class:`~pillarbox.dns.transfer.ZoneTransfers` with the client's address;
   without one they are REFUSED. Every answer from a zone has AA set (RFC 1035 §4.1.1).
 * A zone with a :class:`~pillarbox.dns.signing.ZoneSigner` is signed (DNSSEC): its apex serves
-  the DNSKEY RRset (RFC 4035 §2.1), and an answer to a query with DO (RFC 3225 §3, echoed in
+  the DNSKEY RRset (RFC 4035 §2.1; during a rollover two keys, each signing it, RFC 4035
+  §2.2), and an answer to a query with DO (RFC 3225 §3, echoed in
   the reply's OPT) carries each RRset of every section followed by its RRSIG (RFC 4035
   §3.1.1). Denial is compact (RFC 9824 §3, :mod:`pillarbox.dns.signing`): a negative answer
   adds one NSEC at the last name looked up after the SOA, and a name that does not exist is
@@ -181,9 +182,14 @@ class StaticZone:
         )
         apex[QTYPE.SOA] = [self.soa]
         if signer is not None:  # RFC 4035 §2.1: the zone's DNSKEY RRset at its apex
-            dnskey = RD(signer.key.dnskey_wire)
             apex[QTYPE.DNSKEY] = [
-                RR(DNSLabel(self.origin + "."), QTYPE.DNSKEY, ttl=soa.ttl, rdata=dnskey)
+                RR(
+                    DNSLabel(self.origin + "."),
+                    QTYPE.DNSKEY,
+                    ttl=soa.ttl,
+                    rdata=RD(key.dnskey_wire),
+                )
+                for key in signer.keys
             ]
         #: TTL of the SOA in negative answers (RFC 2308 §3), and of the NSEC denying a name
         #: (RFC 9077 §3.2: the same minimum).
@@ -382,9 +388,9 @@ def _signed(zone: StaticZone, reply: Any, *, deferrable: bool) -> Any:
             first = rrset[0]
             rdatas = [_rdata_wire(rr) for rr in rrset]
             owner = _key(first.rname)
-            rrsig = signer.rrsig(owner, first.rtype, ttl, rdatas, deferrable=deferrable)
+            rrsigs = signer.rrsigs(owner, first.rtype, ttl, rdatas, deferrable=deferrable)
             signed += [RR(rr.rname, rr.rtype, rr.rclass, ttl, rr.rdata) for rr in rrset]
-            signed.append(RR(first.rname, QTYPE.RRSIG, ttl=ttl, rdata=RD(rrsig)))
+            signed += [RR(first.rname, QTYPE.RRSIG, ttl=ttl, rdata=RD(sig)) for sig in rrsigs]
         section[:] = signed
     # RFC 4035 §3.1.6: AD stays clear; a validator makes up its own mind from the signatures.
     return reply
@@ -531,6 +537,8 @@ class ServerLimits:
     udp_payload: int = DEFAULT_UDP_PAYLOAD
     #: Seconds a TCP connection may sit idle (or mid-message) before we close it (RFC 7766 §6.2.3).
     tcp_idle_timeout: float = 10.0
+    #: TCP connections at once; more are closed on arrival
+    #: (``dns.authoritative_max_tcp_connections``).
     max_tcp_connections: int = 256
     #: UDP queries being answered at once; more are dropped (the client retries).
     max_udp_in_flight: int = 1024

@@ -24,10 +24,11 @@ Comparison rules:
   senders apply DANE only to a secure TLSA RRset (RFC 7672 §2.2), so an insecure one is a
   record without effect, which the operator who published it did not mean.
 * The DS at the parent (:func:`check_ds`), for a zone our authoritative server serves, against
-  the zone's key when ``[dns] dnssec`` signs it: none is MISSING (resolvers take the zone as
-  unsigned, harmless but no DANE), one naming another key is WRONG (validating resolvers then
-  fail every name of the domain, RFC 4035 §5.2); a DS published for a zone we serve unsigned
-  is WRONG just as loudly.
+  the zone's keys when ``[dns] dnssec`` signs it: none is MISSING (resolvers take the zone as
+  unsigned, harmless but no DANE), none naming a key of the zone's DNSKEY RRset is WRONG
+  (validating resolvers then fail every name of the domain, RFC 4035 §5.2; during a rollover
+  the next and the previous key count, as both sign that RRset); a DS published for a zone
+  we serve unsigned is WRONG just as loudly.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pillarbox.dns.records import DnsRecord, tlsa_record
@@ -147,18 +148,27 @@ async def check_tlsa(
     )
 
 
-async def check_ds(resolver: Resolver, domain: str, expected: DnsRecord | None) -> Finding | None:
+async def parent_ds(resolver: Resolver, domain: str) -> tuple[str, ...]:
+    """The DS values ``domain``'s parent publishes (``DnsTemporaryError`` if the lookup
+    fails)."""
+    return tuple(await resolver.lookup(domain, "DS"))
+
+
+async def check_ds(
+    resolver: Resolver, domain: str, expected: Sequence[DnsRecord]
+) -> Finding | None:
     """The finding for ``domain``'s DS RRset at the parent against ``expected``, the DS of
-    the key we sign with (None: the zone is not signed). None when neither is there."""
+    each key in the zone's DNSKEY RRset, any of which vouches for the zone (a rollover's
+    next or previous key too; empty: the zone is not signed). None when neither is there."""
     purpose = "DNSSEC delegation signer, at the registrar"
-    wanted = (expected.value,) if expected is not None else ()
+    wanted = tuple(record.value for record in expected)
     status, detail, found = FindingStatus.OK, "", tuple[str, ...]()
     try:
-        found = tuple(await resolver.lookup(domain, "DS"))
+        found = await parent_ds(resolver, domain)
     except DnsTemporaryError as exc:
         status, detail = FindingStatus.ERROR, exc.problem
     else:
-        if expected is None:
+        if not expected:
             if not found:
                 return None
             status = FindingStatus.WRONG
@@ -169,16 +179,16 @@ async def check_ds(resolver: Resolver, domain: str, expected: DnsRecord | None) 
         elif not found:
             status = FindingStatus.MISSING
             detail = "the zone is signed, but resolvers take it as unsigned until this is published"
-        elif _ds_digest(expected.value) not in {_ds_digest(v) for v in found}:
+        elif not {canonical_ds(v) for v in wanted} & {canonical_ds(v) for v in found}:
             status = FindingStatus.WRONG
             detail = (
-                "no DS names the key the zone is signed with: validating resolvers fail "
+                "no DS names a key of the zone's DNSKEY RRset: validating resolvers fail "
                 "every name of the domain (RFC 4035 §5.2)"
             )
     return Finding(domain, "DS", purpose, status, wanted, found, detail)
 
 
-def _ds_digest(value: str) -> str:
+def canonical_ds(value: str) -> str:
     """A DS in one canonical spelling: key tag, algorithm, digest type, digest in lowercase
     hex without the spaces a presentation may split it with."""
     tokens = value.split()

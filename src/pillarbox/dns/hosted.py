@@ -10,12 +10,18 @@ node answers within that bound; the writing node calls :meth:`HostedZones.forget
 and answers at once.
 
 With ``[dns] dnssec`` the zones are signed (:mod:`pillarbox.dns.signing`) with each domain's
-key from the store, made by whichever node (or ``pillarbox dns records``) first needs it: the
-store keeps the first one stored, so every node signs with the key whose DS the registrar has.
+keys from the store (:mod:`pillarbox.dns.rollover`), the active one made by whichever node
+(or ``pillarbox dns records``) first needs it: the store keeps the first one stored, so every
+node signs with the key whose DS the registrar has, and every node sees a rollover's next
+key within ``dns.zone_check_interval`` (read again with the rest of the zone). A stored key
+that does not load is logged as an ERROR, naming the zone and the fix, each time the zone is
+built; without a loadable active key the zone is served unsigned rather than failed: a
+validator holding its DS rejects the answers either way, every other resolver still gets
+them, and the other zones are untouched.
 A zone that holds the mail host's name also serves its TLSA record (``_25._tcp.<host>``, RFC
 7672 §3.1.1) when the certificate's key stays (the same condition ``dns records`` offers it
 on), read again with the rest of the zone, so a hand-placed next key shows up within
-:data:`ZONE_CACHE_SECONDS` of the certificate changing.
+``dns.zone_check_interval`` of the certificate changing.
 
 Each zone's SOA serial comes from the store (:mod:`pillarbox.dns.serial`): every build digests
 the zone's records, NS names and key, and the store moves the serial on when the digest is new.
@@ -40,7 +46,7 @@ from datetime import UTC, datetime, timedelta
 
 from pillarbox.blocking import run_blocking
 from pillarbox.config import Config
-from pillarbox.dns.authoritative import SoaSettings, StaticZone
+from pillarbox.dns.authoritative import DEFAULT_SOA, SoaSettings, StaticZone
 from pillarbox.dns.records import (
     DEFAULT_POLICY,
     DEFAULT_SRV_SERVICES,
@@ -49,18 +55,13 @@ from pillarbox.dns.records import (
     RecordPolicy,
     required_records,
 )
+from pillarbox.dns.rollover import RolloverTiming, broken_key_fix, key_ring
 from pillarbox.dns.serial import zone_digest
-from pillarbox.dns.signing import (
-    SignatureBudget,
-    SigningPolicy,
-    ZoneKey,
-    ZoneSigner,
-    new_key_pem,
-)
+from pillarbox.dns.signing import SignatureBudget, SigningPolicy, ZoneSigner
 from pillarbox.observability.log import Log
 from pillarbox.queue import dkim
 from pillarbox.store.interface import Store
-from pillarbox.store.types import DkimKeyRecord, DnssecKey
+from pillarbox.store.types import DkimKeyRecord
 
 #: How long a retired DKIM key stays published (the rotation advice in :mod:`.queue.dkim`).
 RETIRED_KEY_PUBLISHED = timedelta(days=7)
@@ -120,14 +121,13 @@ def signing_policy(config: Config) -> SigningPolicy | None:
     )
 
 
-async def zone_key(store: Store, domain: str, now: datetime) -> ZoneKey:
-    """The key ``domain``'s zone is signed with, made and stored the first time it is needed
-    (of nodes making one at once, each gets the one stored first)."""
-    stored = await store.dnssec_key(domain)
-    if stored is None:
-        # ECDSA P-256 key generation takes well under a millisecond: no executor needed.
-        stored = await store.add_dnssec_key(DnssecKey(domain, new_key_pem(), now))
-    return ZoneKey(domain, stored.key_pem)
+def rollover_timing(config: Config) -> RolloverTiming:
+    """How long the steps of a key rollover wait, for the zones :class:`HostedZones` serves."""
+    return RolloverTiming(
+        dnskey_ttl=DEFAULT_SOA.ttl,
+        propagation=config.dns.zone_check_interval,  # how long a node serves a zone built before
+        retire_after=config.dns.dnssec_retire_seconds,
+    )
 
 
 async def hosted_records(
@@ -175,17 +175,19 @@ class HostedZones:
         policy: RecordPolicy = DEFAULT_POLICY,
         cache_seconds: float = ZONE_CACHE_SECONDS,
         signing: SigningPolicy | None = None,
+        rollover: RolloverTiming | None = None,
         tlsa: Callable[[], DnsRecord | None] | None = None,
         nameservers: Sequence[str] = (),
         on_serial_change: Callable[[str, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """``signing``: sign the zones so (None: unsigned); ``tlsa``: the mail host's TLSA
-        record, or None when none would last (it reads the certificate: called off the
-        event loop, once per zone build); ``nameservers``: the zones' NS names (empty: the
-        mail host); ``on_serial_change(domain, serial)``: called when this node's build moved
-        a zone's serial (module notes)."""
+        """``signing``: sign the zones so (None: unsigned); ``rollover``: remove retired keys
+        at their time (None: never, as for tests that hold one key); ``tlsa``: the mail
+        host's TLSA record, or None when none would last (it reads the certificate: called
+        off the event loop, once per zone build); ``nameservers``: the zones' NS names (empty:
+        the mail host); ``on_serial_change(domain, serial)``: called when this node's build
+        moved a zone's serial (module notes)."""
         self._store = store
         self._mail_host = mail_host
         self._nameservers = tuple(nameservers) or (mail_host,)
@@ -197,8 +199,9 @@ class HostedZones:
         self._wall_clock = wall_clock
         self._zones: dict[str, _CachedZone] = {}
         self._signing = signing
+        self._rollover = rollover
         self._tlsa = tlsa
-        #: Per domain, the signer of its stored key: its signatures outlive zone rebuilds.
+        #: Per domain, the signer of its stored keys: its signatures outlive zone rebuilds.
         self._signers: dict[str, ZoneSigner] = {}
         #: New signatures a second, for every zone together (a flood spreads over zones).
         per_second = 0 if signing is None else signing.signatures_per_second
@@ -278,8 +281,8 @@ class HostedZones:
         """The SOA serial of ``domain``'s zone holding ``records`` (module notes)."""
         lines = [record.zone_line() for record in records]
         lines += [f"{domain}.\tNS\t{name}." for name in self._nameservers]
-        if signer is not None:
-            lines.append(f"{domain}.\tDNSKEY\t{signer.key.dnskey}")
+        if signer is not None:  # a rollover's steps change the DNSKEY RRset
+            lines += [f"{domain}.\tDNSKEY\t{key.dnskey}" for key in signer.keys]
         now = int(self._wall_clock().timestamp())
         stored = await self._store.zone_serial(domain, zone_digest(lines), now)
         if stored.changed:
@@ -301,13 +304,29 @@ class HostedZones:
             return ()
         return (record,)
 
-    async def _signer(self, domain: str) -> ZoneSigner:
-        """The signer of ``domain``'s stored key (made now if it has none), kept while the
-        key stays: a domain removed and added again has a new key, and a new signer."""
+    async def _signer(self, domain: str) -> ZoneSigner | None:
+        """The signer of ``domain``'s stored keys (an active one made now if it has none),
+        kept while the keys stay: a rollover's step, or a domain removed and added again,
+        makes a new one. None when the active key does not load (module notes)."""
         assert self._signing is not None  # only signed zones ask
-        key = await zone_key(self._store, domain, self._wall_clock())
+        ring = await key_ring(self._store, domain, self._wall_clock(), self._rollover)
+        for row, why in ring.broken:
+            _log.error(
+                "dnssec key does not load",
+                zone=domain,
+                state=row.state.value,
+                error=why,
+                served="unsigned" if ring.active is None else "signed without this key",
+                fix=broken_key_fix(domain),
+            )
+        active = ring.active
+        if active is None:
+            self._signers.pop(domain, None)
+            return None
+        others = ring.others()
+        keys = tuple(key.dnskey for key in (active.key, *others))
         signer = self._signers.get(domain)
-        if signer is None or signer.key.dnskey != key.dnskey:
-            signer = ZoneSigner(key, self._signing, budget=self._budget)
+        if signer is None or tuple(key.dnskey for key in signer.keys) != keys:
+            signer = ZoneSigner(active.key, self._signing, others=others, budget=self._budget)
             self._signers[domain] = signer
         return signer

@@ -1,12 +1,13 @@
 """The records that make a hosted domain's DNS vouch for its mail: the MX host's DANE TLSA
-(RFC 7672 §3.1.1) and, with ``[dns] dnssec``, the zone's DNSKEY and the DS its parent
-publishes (RFC 4034 §2, §5). ``pillarbox dns records`` prints them after the domain's records
+(RFC 7672 §3.1.1) and, with ``[dns] dnssec``, the zone's DNSKEY RRset and the DS records its
+parent publishes (RFC 4034 §2, §5), during a key rollover each with what to do and when
+(:mod:`pillarbox.dns.rollover`). ``pillarbox dns records`` prints them after the domain's records
 and the admin's domain page (and its API) shows them: both take the records and the wording
 from here, so an operator reads the same advice in either place.
 
 Unlike the domain's other records, these depend on more than the store: the TLSA on the
 certificate served (offered only when its key stays, :func:`served_certificate`), the DS on
-the zone's signing key, made here the first time anyone asks (as the server would), so the
+the zone's signing keys, made here the first time anyone asks (as the server would), so the
 DS can reach the registrar before the first signed answer goes out.
 """
 
@@ -18,74 +19,106 @@ from datetime import UTC, datetime
 from pillarbox import provisioning
 from pillarbox.blocking import run_blocking
 from pillarbox.config import Config
-from pillarbox.dns.hosted import zone_key
+from pillarbox.dns.hosted import rollover_timing
 from pillarbox.dns.records import DnsRecord, DomainRecords, tlsa_record
-from pillarbox.dns.signing import ZoneKey
+from pillarbox.dns.rollover import KeyRing, broken_key_fix, key_ring
 from pillarbox.net.acmefiles import served_certificate
 from pillarbox.store.interface import Store
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SecureRecords:
-    """The TLSA of the MX host and the zone's DNSKEY and DS, or why there are none."""
+    """The TLSA of the MX host and the zone's DNSKEY and DS records, or why there are none."""
 
     #: The MX host (``server.hostname``), whose zone holds the TLSA.
     mail_host: str
     #: The TLSA record, None when the certificate's key may change (``no_tlsa`` says why).
     tlsa: DnsRecord | None
     no_tlsa: str
-    #: The zone's signing key; None when ``[dns] dnssec`` is off.
-    key: ZoneKey | None
+    #: The zone's keys; None when ``[dns] dnssec`` is off.
+    ring: KeyRing | None
+    #: The DS records the parent should publish now (:meth:`KeyRing.parent_ds`).
+    parent_ds: tuple[DnsRecord, ...]
     #: TTL of the DNSKEY and DS lines: that of the domain's own records.
     ttl: int
 
     @property
+    def dnskeys(self) -> tuple[DnsRecord, ...]:
+        """The zone's DNSKEY RRset: the active key's first, then a rollover's other key."""
+        if self.ring is None:
+            return ()
+        return tuple(k.key.dnskey_record(self.ttl, k.state.value) for k in self.ring.keys)
+
+    @property
     def dnskey(self) -> DnsRecord | None:
-        return None if self.key is None else self.key.dnskey_record(self.ttl)
+        """The active key's DNSKEY (None: unsigned, or the key does not load)."""
+        active = None if self.ring is None else self.ring.active
+        return None if active is None else active.key.dnskey_record(self.ttl, "active")
 
     @property
     def ds(self) -> DnsRecord | None:
-        return None if self.key is None else self.key.ds_record(self.ttl)
+        """The active key's DS: the first the parent should publish."""
+        active = None if self.ring is None else self.ring.active
+        return self.parent_ds[0] if active is not None and self.parent_ds else None
 
     def records(self) -> tuple[DnsRecord, ...]:
-        """The TLSA, DNSKEY and DS there are, in that order."""
-        found = (self.tlsa, self.dnskey, self.ds)
-        return tuple(record for record in found if record is not None)
+        """The TLSA, the DNSKEYs and the DS records there are, in that order."""
+        tlsa = () if self.tlsa is None else (self.tlsa,)
+        return (*tlsa, *self.dnskeys, *self.parent_ds)
+
+    def tlsa_note(self) -> str:
+        if self.tlsa is None:
+            return f"DANE: no TLSA record offered for {self.mail_host}: {self.no_tlsa}"
+        return (
+            f"{self.tlsa.purpose}, in the zone of {self.mail_host}: honoured only where that "
+            "zone is DNSSEC-signed; publish the next key's record beside it before the key "
+            "changes"
+        )
+
+    def dnssec_notes(self) -> list[str]:
+        """What the DNSKEY and DS records are for, the rollover under way, or why none."""
+        ring = self.ring
+        if ring is None:
+            return ["DNSSEC: the zone is not signed (dns.dnssec is off; see docs/dane.md)"]
+        notes = [f"DNSSEC: {why}; {broken_key_fix(ring.domain)}" for _row, why in ring.broken]
+        active = ring.active
+        if active is None:
+            return [*notes, "DNSSEC: the zone is served unsigned: its active key does not load"]
+        if len(ring.keys) > 1:
+            notes.append(
+                f"DNSSEC: a key rollover is under way: `pillarbox dns rollover {ring.domain} "
+                "--status` says what to do next"
+            )
+        notes.append(
+            f"DNSSEC: our DNS server signs the zone with the active key (tag "
+            f"{active.key.key_tag}); the DNSKEY RRset:"
+        )
+        notes.append(
+            "give the registrar the DS record(s) for the parent zone (or the DNSKEY if it "
+            "asks for a key), as each says:"
+        )
+        return notes
 
     def notes(self) -> list[str]:
         """What to do with each record, or why it is missing: the comments of :meth:`lines`."""
-        if self.tlsa is None:
-            tlsa = f"DANE: no TLSA record offered for {self.mail_host}: {self.no_tlsa}"
-        else:
-            tlsa = (
-                f"{self.tlsa.purpose}, in the zone of {self.mail_host}: honoured only where that "
-                "zone is DNSSEC-signed; publish the next key's record beside it before the key "
-                "changes"
-            )
-        if self.key is None:
-            return [tlsa, "DNSSEC: the zone is not signed (dns.dnssec is off; see docs/dane.md)"]
-        return [
-            tlsa,
-            f"DNSSEC: our DNS server signs the zone with this key (tag {self.key.key_tag}):",
-            "give the registrar this DS record for the parent zone (or the DNSKEY if it asks "
-            "for a key):",
-        ]
+        return [self.tlsa_note(), *self.dnssec_notes()]
 
     def lines(self) -> list[str]:
         """Zone-file lines saying what to publish, each note a comment: the TLSA record itself,
-        the DNSKEY and DS commented out (they go to the registrar, not into the zone)."""
-        tlsa_note, *dnssec_notes = (f"; {note}" for note in self.notes())
-        tlsa = [tlsa_note] if self.tlsa is None else [tlsa_note, self.tlsa.zone_line()]
-        if self.key is None:
-            return tlsa + dnssec_notes
-        key_note, registrar_note = dnssec_notes
-        return [
-            *tlsa,
-            key_note,
-            f";   {self.key.dnskey_record(self.ttl).zone_line()}",
-            registrar_note,
-            f";   {self.key.ds_record(self.ttl).zone_line()}",
-        ]
+        the DNSKEYs and the DS records commented out (the server publishes the one, the
+        registrar the other)."""
+        lines = [f"; {self.tlsa_note()}"]
+        if self.tlsa is not None:
+            lines.append(self.tlsa.zone_line())
+        *notes, registrar = self.dnssec_notes()
+        if not self.dnskeys:
+            return [*lines, *(f"; {note}" for note in (*notes, registrar))]
+        lines += [f"; {note}" for note in notes]
+        lines += [f";   {record.zone_line()}" for record in self.dnskeys]
+        lines.append(f"; {registrar}")
+        for record in self.parent_ds:
+            lines += [f";   ({record.purpose})", f";   {record.zone_line()}"]
+        return lines
 
 
 def zone_text(records: DomainRecords, secure: SecureRecords) -> str:
@@ -94,23 +127,25 @@ def zone_text(records: DomainRecords, secure: SecureRecords) -> str:
     return records.zone() + "".join(line + "\n" for line in secure.lines())
 
 
-async def config_zone_key(store: Store, config: Config, domain: str) -> ZoneKey | None:
-    """The key ``domain``'s zone is signed with (made now if the zone has none yet: the one
-    the server then signs with); None when ``[dns] dnssec`` is off."""
+async def config_key_ring(store: Store, config: Config, domain: str) -> KeyRing | None:
+    """The keys ``domain``'s zone is signed with (an active one made now if the zone has none
+    yet: the one the server then signs with; a retired key past its time removed); None
+    when ``[dns] dnssec`` is off."""
     if not config.dns.dnssec:
         return None
-    return await zone_key(store, provisioning.normalise_domain(domain), datetime.now(UTC))
+    name = provisioning.normalise_domain(domain)
+    return await key_ring(store, name, datetime.now(UTC), rollover_timing(config))
 
 
 async def secure_records(store: Store, config: Config, domain: str, ttl: int) -> SecureRecords:
-    """The TLSA, DNSKEY and DS for hosted ``domain``, with ``ttl`` for the DNSKEY and DS."""
+    """The TLSA, DNSKEYs and DS records for hosted ``domain``, with ``ttl`` for the DNSKEY
+    and DS."""
     host = config.server.hostname
     der, unstable = await run_blocking(served_certificate, config)  # reads the certificate
     tlsa = None if der is None or unstable else tlsa_record(host, der)
+    ring = await config_key_ring(store, config, domain)
+    timing = rollover_timing(config)
+    parent_ds = () if ring is None else tuple(ring.parent_ds(timing, datetime.now(UTC), ttl))
     return SecureRecords(
-        mail_host=host,
-        tlsa=tlsa,
-        no_tlsa=unstable,
-        key=await config_zone_key(store, config, domain),
-        ttl=ttl,
+        mail_host=host, tlsa=tlsa, no_tlsa=unstable, ring=ring, parent_ds=parent_ds, ttl=ttl
     )

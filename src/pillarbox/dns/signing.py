@@ -6,10 +6,12 @@ signed, when, and with which times. It does no I/O: the clock is an argument.
 
 Implementation notes:
 
-* **One key per zone**, a combined signing key (CSK): flags 257, Zone Key and Secure Entry
-  Point (RFC 4034 §2.1.1), algorithm 13, ECDSA P-256 with SHA-256 (RFC 8624 §3.1: MUST for
-  signing; RFC 6605), so one DNSKEY, one DS at the parent, and signatures of 64 octets. The
-  DS offered to the registrar uses digest type 2, SHA-256 (RFC 8624 §3.3: MUST; RFC 4509).
+* **One key signs a zone**, a combined signing key (CSK): flags 257, Zone Key and Secure
+  Entry Point (RFC 4034 §2.1.1), algorithm 13, ECDSA P-256 with SHA-256 (RFC 8624 §3.1: MUST
+  for signing; RFC 6605), so one DS at the parent, and signatures of 64 octets. The DS
+  offered to the registrar uses digest type 2, SHA-256 (RFC 8624 §3.3: MUST; RFC 4509).
+  During a rollover (:mod:`pillarbox.dns.rollover`) the next or the previous key stands
+  beside it in the DNSKEY RRset and signs that RRset too, nothing else.
 * **Signatures are made on demand** for the RRsets an answer carries, and cached by the
   RRset's canonical content (RFC 4034 §6.2) and TTL, so a changed zone is signed anew and an
   unchanged one is not. Each signature's inception lies ``inception_offset`` in the past, so
@@ -130,10 +132,12 @@ class ZoneKey:
     def dnskey_wire(self) -> bytes:
         return _wire(self.dnskey)
 
-    def dnskey_record(self, ttl: int) -> DnsRecord:
-        """The DNSKEY as ``dns records`` shows it (the server publishes it at the apex)."""
+    def dnskey_record(self, ttl: int, state: str = "") -> DnsRecord:
+        """The DNSKEY as ``dns records`` shows it (the server publishes it at the apex), its
+        purpose naming the key's rollover ``state`` if given."""
         value = f"{CSK_FLAGS} 3 {int(ALGORITHM)} {base64.b64encode(self.dnskey.key).decode()}"
-        return DnsRecord(self.origin, "DNSKEY", value, ttl, f"DNSSEC zone key, tag {self.key_tag}")
+        purpose = f"DNSSEC zone key, tag {self.key_tag}" + (f", {state}" if state else "")
+        return DnsRecord(self.origin, "DNSKEY", value, ttl, purpose)
 
     def ds_record(self, ttl: int) -> DnsRecord:
         """The DS record to give the registrar, so the parent zone vouches for this key."""
@@ -201,16 +205,40 @@ class ZoneSigner:
         key: ZoneKey,
         policy: SigningPolicy = DEFAULT_SIGNING,
         *,
+        others: Sequence[ZoneKey] = (),
         clock: Callable[[], float] = time.time,
         budget: SignatureBudget | None = None,
     ) -> None:
-        """``budget``: the new signatures allowed a second, shared with other zones' signers
-        (None: no limit)."""
+        """``key`` signs every RRset; ``others`` (a rollover's next or previous key) are
+        published in the DNSKEY RRset and sign that RRset alone (module notes). ``budget``:
+        the new signatures allowed a second, shared with other zones' signers (None: no
+        limit)."""
         self.key = key
+        #: The DNSKEY RRset: the signing key first.
+        self.keys = (key, *others)
         self._policy = policy
         self._clock = clock
         self._budget = budget
-        self._cache: dict[tuple[str, int, int, tuple[bytes, ...]], tuple[float, bytes]] = {}
+        self._cache: dict[tuple[str, int, int, int, tuple[bytes, ...]], tuple[float, bytes]] = {}
+
+    def rrsigs(
+        self,
+        owner: str,
+        rtype: int,
+        ttl: int,
+        rdatas: Sequence[bytes],
+        *,
+        deferrable: bool = False,
+    ) -> list[bytes]:
+        """The RRSIGs an RRset is served with: the signing key's, and for the DNSKEY RRset
+        each published key's as well (RFC 4035 §2.2: one RRSIG per key that signs it), so a
+        validator holding the DS of any of them authenticates the RRset (RFC 4035 §5.2)."""
+        if rtype != DNSKEY:
+            return [self.rrsig(owner, rtype, ttl, rdatas, deferrable=deferrable)]
+        return [
+            self.rrsig(owner, rtype, ttl, rdatas, deferrable=deferrable, by=n)
+            for n in range(len(self.keys))
+        ]
 
     def rrsig(
         self,
@@ -220,16 +248,18 @@ class ZoneSigner:
         rdatas: Sequence[bytes],
         *,
         deferrable: bool = False,
+        by: int = 0,
     ) -> bytes:
         """The RRSIG rdata (wire) over the RRset ``owner``/``rtype`` of ``rdatas`` (each an
         rdata in wire form, names uncompressed or compressed against that rdata alone),
-        served with ``ttl``. ``owner`` is lowercase, without the final dot.
+        served with ``ttl``, made with ``keys[by]``. ``owner`` is lowercase, without the
+        final dot.
 
         A new signature counts against the budget; over it, a ``deferrable`` one (a UDP
         answer's) raises :class:`SigningDeferred` instead of being made."""
         # Keyed by the rdata as served: the same content always packs the same, so a lookup
         # needs no parsing; a spelling that differs only in case is merely signed once more.
-        cache_key = (owner, rtype, ttl, tuple(sorted(rdatas)))
+        cache_key = (owner, rtype, ttl, by, tuple(sorted(rdatas)))
         now = self._clock()
         cached = self._cache.get(cache_key)
         if cached is not None and now - cached[0] < self._policy.refresh:
@@ -238,11 +268,12 @@ class ZoneSigner:
         if budget is not None and not budget.take() and deferrable:
             raise SigningDeferred(budget.over_budget)
         inception = int(now) - self._policy.inception_offset
+        key = self.keys[by]
         signature = dns.dnssec.sign(
             _rrset(owner, rtype, ttl, rdatas),
-            self.key.private_key,
-            self.key.name,
-            self.key.dnskey,
+            key.private_key,
+            key.name,
+            key.dnskey,
             inception=datetime.fromtimestamp(inception, UTC),
             expiration=datetime.fromtimestamp(inception + self._policy.validity, UTC),
         )

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from pillarbox import blocking, provisioning, retention
 from pillarbox.config import LISTENER_DOCS, Config, socket_mode
-from pillarbox.dns.authoritative import AuthoritativeServer
-from pillarbox.dns.hosted import HostedZones, record_policy, signing_policy
+from pillarbox.dns.authoritative import AuthoritativeServer, ServerLimits
+from pillarbox.dns.hosted import HostedZones, record_policy, rollover_timing, signing_policy
 from pillarbox.dns.notify import ZoneNotifier, notify_targets
 from pillarbox.dns.transfer import ZoneTransfers, transfer_policy, tsig_key
 from pillarbox.errors import ConfigError, SchemaTooNew, StorageError, StoreInUse
@@ -375,12 +375,14 @@ class Server:
             policy=record_policy(self.config),
             cache_seconds=dns.zone_check_interval,
             signing=signing_policy(self.config),
+            rollover=rollover_timing(self.config),
             tlsa=lambda: lasting_tlsa(self.config),
             nameservers=dns.nameservers,
             on_serial_change=None if self.notifier is None else self.notifier.zone_changed,
         )
         transfers = ZoneTransfers(zones, transfer_policy(self.config))
-        self.dns = AuthoritativeServer(zones, transfers=transfers)
+        limits = ServerLimits(max_tcp_connections=dns.authoritative_max_tcp_connections)
+        self.dns = AuthoritativeServer(zones, limits=limits, transfers=transfers)
         await self.dns.start(dns.authoritative_address, dns.authoritative_port)
         self.log.info("dns listening", on=_where([(self.dns.host, self.dns.port)]))
         if self.notifier is not None:

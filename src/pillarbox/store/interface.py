@@ -968,13 +968,24 @@ class Store(Protocol):
         longer has it (it lapsed and another node took it)."""
 
     # -- the zone signing keys of hosted domains (pillarbox.dns.signing) -------------------------
-    async def dnssec_key(self, domain: str) -> DnssecKey | None:
-        """The key ``domain``'s zone is signed with; None if none was made yet."""
+    async def dnssec_keys(self, domain: str) -> list[DnssecKey]:
+        """``domain``'s zone keys, one per state at most: active, published, retired (in that
+        order); empty if none was made yet."""
 
     async def add_dnssec_key(self, key: DnssecKey) -> DnssecKey:
-        """Store ``key`` unless its domain has one already, which this never replaces (its DS
-        is at the registrar); the key stored afterwards: this one, or the one another node
-        stored first. ``NotFound`` if the domain is not hosted."""
+        """Store ``key`` unless its domain has a key in its state already, which this never
+        replaces (an active key's DS is at the registrar); the key stored in that state
+        afterwards: this one, or the one another node stored first. ``NotFound`` if the
+        domain is not hosted."""
+
+    async def finish_dnssec_rollover(self, domain: str, now: datetime) -> bool:
+        """In one step, ``domain``'s active key becomes retired and its published key active,
+        both ``changed`` at ``now`` (:mod:`pillarbox.dns.rollover`); False (and nothing
+        changed) unless it has a published key and no retired one."""
+
+    async def remove_dnssec_key(self, key: DnssecKey) -> bool:
+        """Remove the stored key equal to ``key`` (same domain, state and key); False if there
+        is none (another node removed it, or it changed state)."""
 
     # -- the SOA serials of the hosted zones (pillarbox.dns.serial) -----------------------------
     async def zone_serial(self, domain: str, digest: bytes, now: int) -> ZoneSerial:

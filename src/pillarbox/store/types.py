@@ -1055,17 +1055,44 @@ class AcmeAccount:
     url: str
 
 
+class DnssecKeyState(enum.StrEnum):
+    """Where a zone key stands in a rollover (:mod:`pillarbox.dns.rollover`): a zone has one
+    key in each state at most, and always one ``ACTIVE``."""
+
+    #: In the DNSKEY RRset and signing it, not yet the data: the next key, whose DS goes to
+    #: the registrar once every cache holds its DNSKEY.
+    PUBLISHED = "published"
+    #: Signs everything.
+    ACTIVE = "active"
+    #: The previous key: still in the DNSKEY RRset and signing it, for validators holding
+    #: the parent's old DS, until it is removed.
+    RETIRED = "retired"
+
+
+#: The key states' transitions at a rollover's finish (:mod:`pillarbox.dns.rollover`), in the
+#: order a backend applies them (a zone holds one key per state): the active key retires, the
+#: published one becomes active. A key is made published (or, a zone's first, active) and
+#: leaves retired by being removed; no other transition exists.
+DNSSEC_FINISH: tuple[tuple[DnssecKeyState, DnssecKeyState], ...] = (
+    (DnssecKeyState.ACTIVE, DnssecKeyState.RETIRED),
+    (DnssecKeyState.PUBLISHED, DnssecKeyState.ACTIVE),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class DnssecKey:
-    """The key a hosted domain's zone is signed with (:mod:`pillarbox.dns.signing`): one per
-    domain, kept in the store so that every node serving the zone signs with the key whose DS
-    the registrar holds. ``key_pem`` is the private key (unencrypted PKCS#8 PEM, ECDSA P-256:
-    whoever reads this table can sign the zone); ``created`` when the first node made it.
+    """A key a hosted domain's zone is signed with (:mod:`pillarbox.dns.signing`), kept in the
+    store so that every node serving the zone signs with the keys whose DS the registrar
+    holds. ``key_pem`` is the private key (unencrypted PKCS#8 PEM, ECDSA P-256: whoever reads
+    this table can sign the zone); ``created`` when a node made it, ``changed`` when it
+    entered ``state`` (``created`` for a key that never changed state).
     """
 
     domain: str
     key_pem: bytes
     created: datetime
+    state: DnssecKeyState
+    changed: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,7 @@ from pillarbox.store.types import (
     DeliveryTarget,
     DmarcObservation,
     DnssecKey,
+    DnssecKeyState,
     Filing,
     FlagOp,
     GreylistRules,
@@ -594,35 +595,65 @@ class StoreContract:
         assert await store.acme_account(directory) == named
 
     # -- zone signing keys ------------------------------------------------------------------------
-    async def test_dnssec_key_is_stored_once_per_domain(self, store: Store) -> None:
+    async def test_dnssec_key_is_stored_once_per_domain_and_state(self, store: Store) -> None:
         when = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+        active, published = DnssecKeyState.ACTIVE, DnssecKeyState.PUBLISHED
         with pytest.raises(NotFound):
-            await store.add_dnssec_key(DnssecKey("unhosted.example", b"key-0", when))
+            await store.add_dnssec_key(DnssecKey("unhosted.example", b"key-0", when, active, when))
         await store.add_domain("signed.example")
         await store.add_domain("other.example")
-        assert await store.dnssec_key("signed.example") is None
-        first = DnssecKey("signed.example", b"key-1", when)
+        assert await store.dnssec_keys("signed.example") == []
+        first = DnssecKey("signed.example", b"key-1", when, active, when)
         assert await store.add_dnssec_key(first) == first
-        assert await store.dnssec_key("signed.example") == first
-        # A second key never replaces the stored one (its DS is at the registrar): its adder
-        # gets the stored one.
-        later = DnssecKey("signed.example", b"key-2", when + timedelta(days=1))
+        assert await store.dnssec_keys("signed.example") == [first]
+        # A second active key never replaces the stored one (its DS is at the registrar):
+        # its adder gets the stored one.
+        later = DnssecKey("signed.example", b"key-2", when + timedelta(days=1), active, when)
         assert await store.add_dnssec_key(later) == first
-        other = DnssecKey("other.example", b"key-o", when)
+        # The next key of a rollover goes beside it, listed after it.
+        nxt = DnssecKey("signed.example", b"key-3", when, published, when)
+        assert await store.add_dnssec_key(nxt) == nxt
+        assert await store.dnssec_keys("signed.example") == [first, nxt]
+        other = DnssecKey("other.example", b"key-o", when, active, when)
         assert await store.add_dnssec_key(other) == other
-        assert await store.dnssec_key("signed.example") == first
-        # The key goes with its domain: one added again gets a new key.
+        # The keys go with their domain: one added again gets a new key.
         await store.remove_domain("signed.example")
-        assert await store.dnssec_key("signed.example") is None
+        assert await store.dnssec_keys("signed.example") == []
         await store.add_domain("signed.example")
         assert await store.add_dnssec_key(later) == later
-        assert await store.dnssec_key("other.example") == other
+        assert await store.dnssec_keys("other.example") == [other]
+
+    async def test_a_dnssec_rollover_moves_both_keys_at_once(self, store: Store) -> None:
+        when = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+        done = when + timedelta(days=2)
+        await store.add_domain("roll.example")
+        old = DnssecKey("roll.example", b"old", when, DnssecKeyState.ACTIVE, when)
+        new = DnssecKey("roll.example", b"new", when, DnssecKeyState.PUBLISHED, when)
+        await store.add_dnssec_key(old)
+        # Nothing to finish without a published key.
+        assert await store.finish_dnssec_rollover("roll.example", done) is False
+        await store.add_dnssec_key(new)
+        assert await store.finish_dnssec_rollover("roll.example", done) is True
+        retired = dataclasses.replace(old, state=DnssecKeyState.RETIRED, changed=done)
+        activated = dataclasses.replace(new, state=DnssecKeyState.ACTIVE, changed=done)
+        assert await store.dnssec_keys("roll.example") == [activated, retired]
+        # A next key cannot be finished while the previous one is still retired.
+        third = DnssecKey("roll.example", b"third", done, DnssecKeyState.PUBLISHED, done)
+        await store.add_dnssec_key(third)
+        assert await store.finish_dnssec_rollover("roll.example", done) is False
+        # Removal is by content: a stale copy (the key in an earlier state) removes nothing.
+        assert await store.remove_dnssec_key(old) is False
+        assert await store.remove_dnssec_key(retired) is True
+        assert await store.remove_dnssec_key(retired) is False
+        assert await store.dnssec_keys("roll.example") == [activated, third]
 
     async def test_dnssec_keys_stored_at_once_on_two_nodes_end_as_one(
         self, store_factory: StoreFactory, store: Store
     ) -> None:
-        """Two nodes each making a key for one zone at once both sign with the one stored."""
+        """Two nodes each making a key for one zone at once both sign with the one stored,
+        and two finishing its rollover at once make one step."""
         when = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+        active, published = DnssecKeyState.ACTIVE, DnssecKeyState.PUBLISHED
         node_b = store_factory()
         await node_b.open()
         try:
@@ -630,13 +661,21 @@ class StoreContract:
                 domain = f"zone{n}.example"
                 await store.add_domain(domain)
                 results = await asyncio.gather(
-                    store.add_dnssec_key(DnssecKey(domain, b"key-a", when)),
-                    node_b.add_dnssec_key(DnssecKey(domain, b"key-b", when)),
+                    store.add_dnssec_key(DnssecKey(domain, b"key-a", when, active, when)),
+                    node_b.add_dnssec_key(DnssecKey(domain, b"key-b", when, active, when)),
                 )
                 assert results[0] == results[1], results
                 assert results[0].key_pem in (b"key-a", b"key-b")
-                assert await node_b.dnssec_key(domain) == results[0]
-                assert await store.dnssec_key(domain) == results[0]
+                assert await node_b.dnssec_keys(domain) == [results[0]]
+                assert await store.dnssec_keys(domain) == [results[0]]
+                await store.add_dnssec_key(DnssecKey(domain, b"next", when, published, when))
+                finished = await asyncio.gather(
+                    store.finish_dnssec_rollover(domain, when),
+                    node_b.finish_dnssec_rollover(domain, when),
+                )
+                assert sorted(finished) == [False, True], finished
+                states = [(k.key_pem, k.state) for k in await node_b.dnssec_keys(domain)]
+                assert states == [(b"next", active), (results[0].key_pem, DnssecKeyState.RETIRED)]
         finally:
             await node_b.close()
 

@@ -971,6 +971,8 @@ async def admin_domain_dns(call: Call) -> object:
         "no_tlsa": secure.no_tlsa,
         "dnskey": _dns_record(secure.dnskey),
         "ds": _dns_record(secure.ds),
+        "dnskeys": [_dns_record(r) for r in secure.dnskeys],
+        "ds_records": [_dns_record(r) for r in secure.parent_ds],
         "zone": zone_text(records, secure),
         "mta_sts_policy": records.mta_sts_policy,
     }
@@ -2222,8 +2224,20 @@ OPERATIONS: tuple[Operation, ...] = (
                     "type": "string",
                     "description": "why no TLSA is offered (empty when one is)",
                 },
-                "dnskey": _nullable(DNS_RECORD, "the zone's key, when dns.dnssec signs it"),
-                "ds": _nullable(DNS_RECORD, "the DS record for the registrar (RFC 4034 §5)"),
+                "dnskey": _nullable(DNS_RECORD, "the zone's active key, when dns.dnssec signs it"),
+                "ds": _nullable(
+                    DNS_RECORD, "the active key's DS record for the registrar (RFC 4034 §5)"
+                ),
+                "dnskeys": {
+                    **_list(DNS_RECORD),
+                    "description": "the zone's DNSKEY RRset: the active key, and during a key "
+                    "rollover the next or previous one (purpose: its state)",
+                },
+                "ds_records": {
+                    **_list(DNS_RECORD),
+                    "description": "every DS the parent should publish now, each purpose "
+                    "saying what to do with it and when (`pillarbox dns rollover`)",
+                },
                 "zone": {
                     "type": "string",
                     "description": "what `pillarbox dns records` prints: the records, the "

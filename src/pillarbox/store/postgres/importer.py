@@ -656,12 +656,13 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
             ("directory", "key", "url"),
             lambda r: (r[0], bytes(r[1]), r[2]),
         ),
-        # The zone signing keys move too: the DS at each registrar names them.
+        # The zone signing keys move too, a rollover where it stands: the DS at each
+        # registrar names them.
         _Table(
             "dnssec_keys",
-            "SELECT domain, key, created FROM dnssec_keys",
-            ("domain", "key", "created"),
-            lambda r: (r[0], bytes(r[1]), _time(r[2])),
+            "SELECT domain, state, key, created, changed FROM dnssec_keys",
+            ("domain", "state", "key", "created", "changed"),
+            lambda r: (r[0], r[1], bytes(r[2]), _time(r[3]), _time(r[4])),
         ),
         # The zones' serials move too: a secondary holding one must see the next one greater.
         _Table(

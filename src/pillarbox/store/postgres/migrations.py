@@ -1001,6 +1001,19 @@ CREATE TABLE zone_serials (
 """
 
 
+# A zone holds a key per rollover state (SQLite migration 50's notes).
+_V44_SQL = r"""
+ALTER TABLE dnssec_keys DROP CONSTRAINT dnssec_keys_pkey;
+ALTER TABLE dnssec_keys ADD COLUMN state text NOT NULL DEFAULT 'active'
+    CHECK (state IN ('published', 'active', 'retired'));
+ALTER TABLE dnssec_keys ALTER COLUMN state DROP DEFAULT;
+ALTER TABLE dnssec_keys ADD COLUMN changed timestamptz;
+UPDATE dnssec_keys SET changed = created;
+ALTER TABLE dnssec_keys ALTER COLUMN changed SET NOT NULL;
+ALTER TABLE dnssec_keys ADD PRIMARY KEY (domain, state);
+"""
+
+
 async def _schedule_tags(conn: Conn) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
     # Here, not at the top: every command that opens a store imports this module, and
@@ -1069,6 +1082,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(41, "the nodes' shared ACME account per CA directory", _V41_SQL),
     Migration(42, "the zone signing key of each hosted domain (DNSSEC)", _V42_SQL),
     Migration(43, "the SOA serial of each hosted zone (zone transfers)", _V43_SQL),
+    Migration(44, "zone signing keys by rollover state (DNSSEC)", _V44_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -2272,11 +2272,17 @@ class PostgresStore:
         )
 
     # -- the zone signing keys of hosted domains (see .dnssecdata) ------------------------------
-    async def dnssec_key(self, domain: str) -> DnssecKey | None:
-        return await self._read(lambda conn: dnssecdata.key(conn, domain))
+    async def dnssec_keys(self, domain: str) -> list[DnssecKey]:
+        return await self._read(lambda conn: dnssecdata.keys(conn, domain))
 
     async def add_dnssec_key(self, key: DnssecKey) -> DnssecKey:
         return await self._write(lambda conn, _: dnssecdata.add_key(conn, key))
+
+    async def finish_dnssec_rollover(self, domain: str, now: datetime) -> bool:
+        return await self._write(lambda conn, _: dnssecdata.finish_rollover(conn, domain, now))
+
+    async def remove_dnssec_key(self, key: DnssecKey) -> bool:
+        return await self._write(lambda conn, _: dnssecdata.remove_key(conn, key))
 
     # -- the SOA serials of the hosted zones (see .zonedata) --------------------------------------
     async def zone_serial(self, domain: str, digest: bytes, now: int) -> ZoneSerial:

@@ -1059,6 +1059,25 @@ CREATE TABLE zone_serials (
 """
 
 
+# A zone holds a key per rollover state (pillarbox.dns.rollover): the one signing, the next
+# one published beside it, the previous one kept until the caches forget its DS. The key
+# that was the domain's only one is its active key.
+_V50_SQL = r"""
+CREATE TABLE dnssec_keys_by_state (
+    domain TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+    state TEXT NOT NULL CHECK (state IN ('published', 'active', 'retired')),
+    key BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    changed INTEGER NOT NULL,
+    PRIMARY KEY (domain, state)
+) WITHOUT ROWID;
+INSERT INTO dnssec_keys_by_state (domain, state, key, created, changed)
+    SELECT domain, 'active', key, created, created FROM dnssec_keys;
+DROP TABLE dnssec_keys;
+ALTER TABLE dnssec_keys_by_state RENAME TO dnssec_keys;
+"""
+
+
 def _schedule_tags(conn: sqlite3.Connection) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
     # Here, not at the top: every command that opens a store imports this module, and
@@ -1130,6 +1149,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(47, "the nodes' shared ACME account per CA directory", _V47_SQL),
     Migration(48, "the zone signing key of each hosted domain (DNSSEC)", _V48_SQL),
     Migration(49, "the SOA serial of each hosted zone (zone transfers)", _V49_SQL),
+    Migration(50, "zone signing keys by rollover state (DNSSEC)", _V50_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
