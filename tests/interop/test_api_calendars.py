@@ -171,14 +171,16 @@ def test_refusals(live: LiveServer, alice: WebSession, bob: WebSession) -> None:
     ):
         answer = alice.api(method, path, body)
         assert (answer.status_code, answer.json()) == (404, {"error": "no calendar named 'nope'"})
-    # An export reads: an account without calendars is not given the default one by it.
+    # An export reads: an account without calendars is not given the default one by it (its
+    # listing would), the default one exported empty; any other name is not found.
     bob_id = live.call(live.store.get_account("bob@example.org"))
     assert bob_id is not None and live.call(live.store.list_calendars(bob_id.id)) == []
     answer = bob.api("GET", "/calendars/personal/export")
-    assert (answer.status_code, answer.json()) == (
-        404,
-        {"error": "no calendar named 'personal'"},
-    )
+    assert answer.status_code == 200 and "BEGIN:VEVENT" not in answer.text
+    assert answer.text.startswith("BEGIN:VCALENDAR\r\n")
+    assert answer.text.endswith("END:VCALENDAR\r\n") and "X-WR-CALNAME:Calendar" in answer.text
+    answer = bob.api("GET", "/calendars/trips/export")
+    assert (answer.status_code, answer.json()) == (404, {"error": "no calendar named 'trips'"})
     assert live.call(live.store.list_calendars(bob_id.id)) == []
     not_ics = _import(alice, "hello")
     assert not_ics.status_code == 400 and "error" in not_ics.json()

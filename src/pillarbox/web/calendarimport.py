@@ -61,7 +61,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from starlette.responses import Response, StreamingResponse
 
@@ -79,6 +79,8 @@ from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject, data_etag
 from pillarbox.web.app import BodyTooLarge
 from pillarbox.web.caldav import (
+    DEFAULT,
+    DEFAULT_NAME,
     MAX_DISPLAY_NAME,
     UidTaken,
     calendars_of,
@@ -280,12 +282,16 @@ EXPORT_PAGE = 100
 async def export_ics(services: Services, account: Account, calendar: str) -> IcsExport:
     """Every object of the account's ``calendar`` as one .ics file (each VTIMEZONE once),
     written as it is read (:meth:`IcsExport.chunks`). ``NotFound`` (at once) for a calendar
-    it does not have. Reading makes nothing: an account without calendars is not given the
-    default one here, as its listing does (the export of a calendar never made is a 404)."""
-    found = {c.name: c for c in await services.store.list_calendars(account.id)}
-    if calendar not in found:
-        raise NotFound(f"no calendar named {calendar!r}")
-    return IcsExport.of(services, account, found[calendar])
+    it does not have. Reading makes nothing: the default calendar of an account without
+    calendars, which every listing shows (and makes), is exported empty and not made here."""
+    stored = await services.store.list_calendars(account.id)
+    found = {c.name: c for c in stored}
+    if calendar in found:
+        return IcsExport.of(services, account, found[calendar])
+    if calendar == DEFAULT and not stored:
+        default = Calendar(name=DEFAULT, display_name=DEFAULT_NAME)
+        return replace(IcsExport.of(services, account, default), stored=False)
+    raise NotFound(f"no calendar named {calendar!r}")
 
 
 @dataclass(slots=True)
@@ -298,6 +304,8 @@ class IcsExport:
     calendar: str
     title: str
     objects: int = 0
+    #: False for the default calendar not made yet (:func:`export_ics`): it holds nothing.
+    stored: bool = True
 
     @classmethod
     def of(cls, services: Services, account: Account, calendar: Calendar) -> IcsExport:
@@ -315,7 +323,7 @@ class IcsExport:
         yield calendarfile.joined_head(self.title)
         zones: set[str] = set()
         after = ""
-        while True:
+        while self.stored:
             try:
                 page = await store.calendar_objects(
                     account.id, calendar, after=after, limit=EXPORT_PAGE
