@@ -77,14 +77,15 @@ class ParentSignal:
     def records(self, origin: str, ttl: int) -> list[DnsRecord]:
         """The records as ``dns records`` shows them, the server's to publish."""
         purpose = (
-            "RFC 8078 delete request: a parent that scans removes the DS"
+            "served by our DNS server: the RFC 8078 delete request, a parent that scans "
+            "removes the DS"
             if self.delete
-            else "the DS set for the parent, tags "
+            else "served by our DNS server: the DS set for a parent that scans, key tag(s) "
             + ", ".join(str(k.key_tag) for k in self.keys)
-            + ": a parent that scans picks it up"
         )
         return [
-            DnsRecord(origin, dns.rdatatype.to_text(r.rdtype), r.to_text(), ttl, purpose)
+            # chunksize 0: the key or digest in one piece, as the DNSKEY and DS are shown
+            DnsRecord(origin, dns.rdatatype.to_text(r.rdtype), r.to_text(chunksize=0), ttl, purpose)
             for r in (*self.cds, *self.cdnskey)
         ]
 
