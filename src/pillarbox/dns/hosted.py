@@ -16,11 +16,10 @@ node signs with the key whose DS the registrar has, and every node sees a rollov
 key within ``dns.zone_check_interval`` (read again with the rest of the zone). The apex's
 CDS and CDNSKEY RRsets (``dns.dnssec_cds``, :mod:`pillarbox.dns.cds`) are made at each build
 from the keys read then and the wall clock, so a next key joins them within that interval of
-its ready time. A stored key
-that does not load is logged as an ERROR, naming the zone and the fix, each time the zone is
-built; without a loadable active key the zone is served unsigned rather than failed: a
-validator holding its DS rejects the answers either way, every other resolver still gets
-them, and the other zones are untouched.
+its ready time. A stored key that does not load is logged as an ERROR, naming the zone and
+the fix, each time the zone is built; without a loadable active key the zone is served
+unsigned rather than failed: a validator holding its DS rejects the answers either way,
+every other resolver still gets them, and the other zones are untouched.
 A zone that holds the mail host's name also serves its TLSA record (``_25._tcp.<host>``, RFC
 7672 §3.1.1) when the certificate's key stays (the same condition ``dns records`` offers it
 on), read again with the rest of the zone, so a hand-placed next key shows up within
