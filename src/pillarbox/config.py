@@ -851,6 +851,13 @@ class DnsSection:
         "New signatures a second (all zones); over it, a UDP answer needing one gets TC=1 and "
         "is signed when asked over TCP (about 0.6 ms of CPU each: docs/dane.md). 0: no limit.",
     )
+    dnssec_cds: Literal["publish", "delete", "off"] = _f(
+        "publish",
+        "CDS/CDNSKEY at each signed zone's apex (RFC 7344, RFC 8078), for parents that scan "
+        "for them: 'publish' the DS set the parent should hold now (a rollover's next key "
+        "once caches know it); 'delete' asks the parent to remove the DS, the step before "
+        "turning dns.dnssec off (docs/dane.md); 'off' publishes none.",
+    )
     dnssec_retire_seconds: int = _f(
         172_800,
         "Seconds a zone key retired by `pillarbox dns rollover --finish` stays in the DNSKEY "

@@ -43,6 +43,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 NAME = "mail.pillarbox.test"
+#: The host's name after a rename: no name in common with NAME.
+RENAMED = "mx.pillarbox.test"
 DAY = datetime.timedelta(days=1)
 #: Let's Encrypt's default lifetime, as Pebble is told to issue.
 NINETY_DAYS = 90 * 86400
@@ -50,7 +52,7 @@ NINETY_DAYS = 90 * 86400
 
 @pytest.fixture
 def dns_records() -> list[ZoneRecord]:
-    return [ZoneRecord(NAME, "A", "127.0.0.1")]
+    return [ZoneRecord(NAME, "A", "127.0.0.1"), ZoneRecord(RENAMED, "A", "127.0.0.1")]
 
 
 @pytest.fixture
@@ -322,6 +324,33 @@ def test_a_renewal_names_the_certificate_it_replaces_and_without_it_when_refused
             assert presented_certificate(
                 server.port("imaps"), pebble.root_pem, NAME
             ).serial_number == (third.serial)
+
+
+def test_an_order_sharing_no_name_with_the_last_certificate_replaces_nothing(
+    tmp_path: Path, pebble: Pebble, challenge_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RFC 9773 §5: ``replaces`` names a clear predecessor, which the CA checks shares an
+    identifier with the order. A host renamed (server.hostname) orders for the new name
+    alone: the certificate of the old one, from the same CA directory, is not presented
+    and the order names no certificate, as the first one did; the CA issues it."""
+    caplog.set_level(logging.INFO, logger="pillarbox.acme")
+    with AriFront(pebble) as front:
+        config = front_config(tmp_path, pebble, front, challenge_port)
+        with LiveServer(config) as server:
+            _manager, first = first_certificate(server)
+        assert first.names == (NAME,) and first.ari_id
+        renamed = dataclasses.replace(
+            config, server=dataclasses.replace(config.server, hostname=RENAMED)
+        )
+        with LiveServer(renamed) as server:
+            _manager, second = first_certificate(server)
+            assert second.names == (RENAMED,)
+            assert presented_certificate(
+                server.port("imaps"), pebble.root_pem, RENAMED
+            ).serial_number == (second.serial)
+        assert [order.get("replaces") for order in front.new_orders] == [None, None]
+        assert [i["value"] for i in front.new_orders[1]["identifiers"]] == [RENAMED]
+        assert any(r.getMessage() == "stored certificate not used" for r in caplog.records)
 
 
 def test_a_ca_without_renewal_information_is_not_told_what_a_renewal_replaces(

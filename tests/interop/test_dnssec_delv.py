@@ -171,6 +171,19 @@ def test_delv_validates_the_hosted_zone_from_the_ds_dns_records_prints(tmp_path:
         for rrsig in (r for r in keys + dig(port, DOMAIN, "MX") if r[3] == "RRSIG"):
             assert rrsig[5] == "13" and rrsig[10] == tag and rrsig[11] == f"{DOMAIN}.", rrsig
 
+        # CDS and CDNSKEY (RFC 7344 §3, §4): the DS the registrar got, digest type 2, and the
+        # key itself, validated from that DS as a parent that scans would check them.
+        cds = [r[4:] for r in dig(port, DOMAIN, "CDS") if r[3] == "CDS"]
+        assert [" ".join(r[:3]) + " " + "".join(r[3:]).lower() for r in cds] == [
+            " ".join(ds_line.split()[4:]).lower()
+        ]
+        cdnskey = [r[4:7] for r in dig(port, DOMAIN, "CDNSKEY") if r[3] == "CDNSKEY"]
+        assert cdnskey == [["257", "3", "13"]]
+        for rtype in ("CDS", "CDNSKEY"):
+            report = delv(port, anchor, DOMAIN, DOMAIN, rtype)
+            assert report.startswith("; fully validated"), (rtype, report)
+            assert f"RRSIG\t{rtype} 13 " in report, report
+
         # Under an anchor for another key (a key changed without its DS), nothing validates.
         other = ZoneKey(DOMAIN, new_key_pem()).ds_record(3600).zone_line()
         wrong = anchor_file(tmp_path / "wrong.conf", other)
@@ -300,10 +313,25 @@ def test_a_rollover_validates_at_every_step_from_every_ds_set(
     def signing_tags(rtype: str) -> list[str]:
         return sorted(r[10] for r in dig(port, DOMAIN, rtype) if r[3] == "RRSIG")
 
+    def cds_tags() -> list[str]:
+        """The key tags the CDS RRset asks the parent for."""
+        return sorted(r[4] for r in dig(port, DOMAIN, "CDS") if r[3] == "CDS")
+
+    def cds_validated(anchors: dict[str, list[str]]) -> dict[str, bool]:
+        """Per DS set, whether delv fully validates the CDS RRset: what a scanning parent
+        holding that set checks before it acts (RFC 7344 §4.1)."""
+        return {
+            name: delv(
+                port, anchor_file(tmp_path / f"cds-{name}.conf", *lines), DOMAIN, DOMAIN, "CDS"
+            ).startswith("; fully validated")
+            for name, lines in anchors.items()
+        }
+
     with LiveServer(config):
         old_tag = old_ds.split()[4]
         assert validated({"old": [old_ds]}) == {"old": True}
         assert signing_tags("MX") == [old_tag]
+        assert cds_tags() == [old_tag]
 
         # Step 1: the next key is published; its DS is printed, with when to give it.
         started = rollover()
@@ -321,6 +349,9 @@ def test_a_rollover_validates_at_every_step_from_every_ds_set(
         assert signing_tags("MX") == [old_tag]  # the data: still the old key alone
         sets = {"old": [old_ds], "both": [old_ds, new_ds], "new": [new_ds]}
         assert validated(sets) == dict.fromkeys(sets, True)
+        # The CDS keeps asking for the old DS alone until caches know the new key.
+        assert cds_tags() == [old_tag]
+        assert cds_validated(sets) == dict.fromkeys(sets, True)
         # Too early: refused, whatever the parent shows.
         parent.publish(old_ds, new_ds)
         early = rollover("--finish")
@@ -331,6 +362,10 @@ def test_a_rollover_validates_at_every_step_from_every_ds_set(
         parent.publish(old_ds)
         status = rollover("--status")
         assert status.returncode == 0 and f"{DOMAIN}: ready" in status.stdout, status.stdout
+        assert "CDS/CDNSKEY published, naming key(s)" in status.stdout, status.stdout
+        # From now on the CDS asks for both: a parent that scans takes the new DS itself.
+        both_tags = sorted([old_tag, new_tag])
+        wait_for(lambda: cds_tags() == both_tags, "CDS of both", timeout=ZONE_REBUILT, interval=1)
         refused = rollover("--finish")
         assert refused.returncode == 1 and "not finished (ready)" in refused.stderr
         assert "--force finishes anyway" in refused.stderr
@@ -355,6 +390,9 @@ def test_a_rollover_validates_at_every_step_from_every_ds_set(
         assert validated(sets) == dict.fromkeys(sets, True)
         assert signing_tags("DNSKEY") == sorted([old_tag, new_tag])
         assert printed_ds(run_pillarbox(tmp_path, "dns", "records", DOMAIN).stdout) == [new_ds]
+        # The CDS asks for the new DS alone; a parent still holding the old one can check it.
+        assert cds_tags() == [new_tag]
+        assert cds_validated(sets) == dict.fromkeys(sets, True)
 
         # Step 4: past dns.dnssec_retire_seconds the old key goes (the server removes it).
         backdate_key(tmp_path / "data", "retired", config.dns.dnssec_retire_seconds)

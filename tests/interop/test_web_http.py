@@ -1724,6 +1724,11 @@ def test_admin_domain_page_shows_the_tlsa_dnskey_and_ds_dns_records_prints(
         assert "give the registrar the DS record(s) for the parent zone" in text
         assert shown["dnskeys"] == [dnskey | {"purpose": dnskey["purpose"]}]
         assert shown["ds_records"] == [ds]
+        # The CDS and CDNSKEY our DNS server serves for a parent that scans: that DS and key.
+        cds, cdnskey = shown["cds_records"]
+        assert (cds["type"], cds["value"]) == ("CDS", ds["value"])
+        assert (cdnskey["type"], cdnskey["value"]) == ("CDNSKEY", dnskey["value"])
+        assert f"<code>{cdnskey['value']}</code>" in text and "CDS/CDNSKEY published" in text
         # A rollover started: the page and the API show both keys, and every DS the parent
         # should have, the next one's saying from when.
         started = run_pillarbox(tmp_path, "dns", "rollover", "example.org")

@@ -16,12 +16,14 @@ from pathlib import Path
 import dns.dnssec
 import dns.message
 import dns.name
+import dns.rcode
 import dns.rdatatype
 import dns.rrset
 import pytest
 
 from pillarbox import provisioning
-from pillarbox.dns.authoritative import DEFAULT_SOA, respond
+from pillarbox.dns.authoritative import DEFAULT_SOA, StaticZone, ZoneError, respond
+from pillarbox.dns.cds import CdsMode
 from pillarbox.dns.hosted import ZONE_CACHE_SECONDS, HostedZones
 from pillarbox.dns.rollover import (
     RolloverRefused,
@@ -32,7 +34,7 @@ from pillarbox.dns.rollover import (
     rollover_status,
     start_rollover,
 )
-from pillarbox.dns.signing import SigningPolicy, ZoneKey
+from pillarbox.dns.signing import DEFAULT_SIGNING, SigningPolicy, ZoneKey
 from pillarbox.store.interface import Store
 from pillarbox.store.postgres.store import PostgresStore
 from pillarbox.store.sqlite.store import SqliteStore
@@ -95,6 +97,7 @@ def node(store: Store, clocks: Clocks) -> HostedZones:
         addresses=("192.0.2.7",),
         signing=SigningPolicy(),
         rollover=TIMING,
+        cds="publish",
         clock=lambda: clocks.mono,
         wall_clock=lambda: clocks.wall,
     )
@@ -156,6 +159,43 @@ def ds_of(key: ZoneKey) -> str:
     return key.ds_record(3600).value
 
 
+async def cds_served(zones: HostedZones) -> tuple[list[int], list[int], list[int]]:
+    """The key tags the CDS RRset names (each with digest type 2), the keys the CDNSKEY
+    RRset holds, and the signatures over the CDS."""
+    cds, sigs = split(await ask(zones, DOMAIN, "CDS"), dns.rdatatype.CDS)
+    cdnskey, _ = split(await ask(zones, DOMAIN, "CDNSKEY"), dns.rdatatype.CDNSKEY)
+    assert {r.digest_type for r in cds} == {2}  # RFC 8624 §3.3
+    return (
+        sorted(r.key_tag for r in cds),
+        sorted(dns.dnssec.key_id(r) for r in cdnskey),
+        sorted(s.key_tag for s in sigs),
+    )
+
+
+async def cds_checked_by(zones: HostedZones, sets: dict[str, list[str]]) -> dict[str, bool]:
+    """Whether a parent holding each DS set finds the CDS and CDNSKEY RRsets signed by a key
+    its DS names (RFC 7344 §4.1), the keys taken from the DNSKEY RRset."""
+    keys, _ = split(await ask(zones, DOMAIN, "DNSKEY"), dns.rdatatype.DNSKEY)
+    signed = [
+        split(await ask(zones, DOMAIN, rtype), dns.rdatatype.from_text(rtype))
+        for rtype in ("CDS", "CDNSKEY")
+    ]
+    checked = {}
+    for name, ds in sets.items():
+        named = dns.rrset.RRset(ORIGIN, keys.rdclass, keys.rdtype)
+        for key in keys:
+            if dns.dnssec.make_ds(ORIGIN, key, "SHA256").to_text() in ds:
+                named.add(key, keys.ttl)
+        try:
+            for rrset, sigs in signed:
+                dns.dnssec.validate(rrset, sigs, {ORIGIN: named})
+        except dns.dnssec.ValidationFailure:
+            checked[name] = False
+        else:
+            checked[name] = True
+    return checked
+
+
 async def test_a_rollover_step_by_step_never_bogus(stores: tuple[Store, Store]) -> None:
     first, second = stores
     clocks = Clocks()
@@ -171,6 +211,7 @@ async def test_a_rollover_step_by_step_never_bogus(stores: tuple[Store, Store]) 
     ] * 2
     assert rollover_status(ring, TIMING, clocks.wall, [ds_of(old)]).step is RolloverStep.SIGNED
     assert [r.value for r in ring.parent_ds(TIMING, clocks.wall, 3600)] == [ds_of(old)]
+    assert await cds_served(nodes[0]) == ([old.key_tag], [old.key_tag], [old.key_tag])
 
     # Step 1: the next key, published by the operator's command on the first node.
     ring = await start_rollover(first, ring, clocks.wall)
@@ -190,6 +231,13 @@ async def test_a_rollover_step_by_step_never_bogus(stores: tuple[Store, Store]) 
         assert await served(zones) == (both, both, [old.key_tag])
     sets = {"old": [ds_of(old)], "both": [ds_of(old), ds_of(new)], "new": [ds_of(new)]}
     assert await validation_by_ds_set(nodes[1], sets) == dict.fromkeys(sets, True)
+    # The CDS asks for the old DS alone until caches hold the new DNSKEY: a parent taking
+    # the new DS now would leave validators with a DNSKEY RRset lacking its key. Every key
+    # signs the CDS, so a parent holding any DS set can check it.
+    for zones in nodes:
+        assert await cds_served(zones) == ([old.key_tag], [old.key_tag], both)
+    assert await cds_checked_by(nodes[0], sets) == dict.fromkeys(sets, True)
+    serial_before_ready = (await ask(nodes[0], DOMAIN, "SOA")).answer[0][0].serial
     # The parent should keep the old DS, and take the new one only from its ready time.
     status = rollover_status(ring, TIMING, clocks.wall, sets["old"])
     assert status.step is RolloverStep.PUBLISHED and not status.may_finish
@@ -211,6 +259,10 @@ async def test_a_rollover_step_by_step_never_bogus(stores: tuple[Store, Store]) 
     assert rollover_status(ring, TIMING, clocks.wall, None).step is RolloverStep.READY
     for parent in (sets["both"], sets["new"]):
         assert rollover_status(ring, TIMING, clocks.wall, parent).may_finish
+    # From the ready time the CDS names both keys, and the zone's serial moves with it.
+    for zones in nodes:
+        assert await cds_served(zones) == (both, both, both)
+    assert (await ask(nodes[0], DOMAIN, "SOA")).answer[0][0].serial != serial_before_ready
 
     # Step 3: finished; the new key signs the data, the old one still signs the DNSKEY RRset.
     status = rollover_status(ring, TIMING, clocks.wall, sets["new"])
@@ -229,6 +281,11 @@ async def test_a_rollover_step_by_step_never_bogus(stores: tuple[Store, Store]) 
     assert retired.step is RolloverStep.RETIRED
     assert any("remove the old key's DS" in line for line in retired.advice)
     assert [r.value for r in ring.parent_ds(TIMING, clocks.wall, 3600)] == [ds_of(new)]
+    # The CDS asks the parent to drop the old DS; the old key still signs it for a parent
+    # that holds only that DS.
+    for zones in nodes:
+        assert await cds_served(zones) == ([new.key_tag], [new.key_tag], both)
+    assert await cds_checked_by(nodes[1], sets) == dict.fromkeys(sets, True)
 
     # Step 4: at its time the retired key is removed by the first node to read the keys.
     clocks.wall = finished_at + timedelta(seconds=TIMING.retire_after)
@@ -240,6 +297,7 @@ async def test_a_rollover_step_by_step_never_bogus(stores: tuple[Store, Store]) 
     assert await validation_by_ds_set(nodes[1], sets) == {"old": False, "both": True, "new": True}
     ring = await key_ring(first, DOMAIN, clocks.wall, TIMING)
     assert rollover_status(ring, TIMING, clocks.wall, sets["new"]).step is RolloverStep.SIGNED
+    assert await cds_served(nodes[0]) == ([new.key_tag], [new.key_tag], [new.key_tag])
 
 
 async def test_finish_force_goes_on_without_the_parent(
@@ -297,3 +355,37 @@ async def test_a_key_that_does_not_load_leaves_its_zone_unsigned_and_the_others_
     clocks.advance(ZONE_CACHE_SECONDS)
     tag = ring.active.key.key_tag
     assert await served(zones) == ([tag], [tag], [tag])
+
+
+async def test_cds_asks_for_the_ds_removal_while_signed_or_says_nothing(
+    stores: tuple[Store, Store],
+) -> None:
+    first, _ = stores
+    clocks = Clocks()
+
+    def zones(mode: CdsMode, signing: SigningPolicy | None = DEFAULT_SIGNING) -> HostedZones:
+        return HostedZones(
+            first,
+            mail_host=f"mail.{DOMAIN}",
+            signing=signing,
+            rollover=TIMING,
+            cds=mode,
+            clock=lambda: clocks.mono,
+            wall_clock=lambda: clocks.wall,
+        )
+
+    # RFC 8078 §4: the delete request, alone in each RRset, signed by the key the parent's
+    # DS names, so the parent can believe it.
+    leaving = zones("delete")
+    keys, _ = split(await ask(leaving, DOMAIN, "DNSKEY"), dns.rdatatype.DNSKEY)
+    for rtype, value in (("CDS", "0 0 0 00"), ("CDNSKEY", "0 3 0 AA==")):
+        rrset, sigs = split(await ask(leaving, DOMAIN, rtype), dns.rdatatype.from_text(rtype))
+        assert [r.to_text() for r in rrset] == [value]
+        dns.dnssec.validate(rrset, sigs, {ORIGIN: keys})
+    # Off, or unsigned: no CDS and no CDNSKEY (the name has no such RRset).
+    for quiet in (zones("off"), zones("off", None)):
+        for rtype in ("CDS", "CDNSKEY"):
+            reply = await ask(quiet, DOMAIN, rtype)
+            assert reply.rcode() == dns.rcode.NOERROR and reply.answer == []
+    with pytest.raises(ZoneError, match="signed only"):
+        StaticZone(DOMAIN, cds=[(dns.rdatatype.CDS, [b"\0\0\0\0\0"])])

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import ipaddress
 import logging
+import struct
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
@@ -18,6 +22,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.rdtypes.ANY.SOA
+import dns.rdtypes.ANY.TSIG
 import dns.tsig
 import pytest
 
@@ -210,6 +215,87 @@ async def test_transfer_with_another_key_or_secret_is_notauth(
         "TSIG signature does not verify",
         "TSIG key unknown",
     ]
+
+
+def skewed_query(skew: int) -> tuple[bytes, dns.rdtypes.ANY.TSIG.TSIG]:
+    """An AXFR query for ``a.test`` signed with :data:`KEY` by a client whose clock is
+    ``skew`` seconds off (dnspython's signing reads the clock: this signs by hand)."""
+    query = dns.message.make_query("a.test", "AXFR")
+    query.use_tsig(KEY)
+    variables = query.tsig[0]
+    query.tsig = None
+    unsigned = query.to_wire()
+    signed, _ = dns.tsig.sign(unsigned, KEY, variables, int(time.time()) + skew)
+    return with_tsig(unsigned, signed), signed
+
+
+def with_tsig(unsigned: bytes, rdata: dns.rdtypes.ANY.TSIG.TSIG) -> bytes:
+    """``unsigned`` with the TSIG record of ``rdata`` appended (RFC 8945 §4.2)."""
+    body = rdata.to_wire()
+    (additional,) = struct.unpack("!H", unsigned[10:12])
+    record = KEY.name.to_wire() + struct.pack("!HHIH", 250, 255, 0, len(body)) + body
+    return unsigned[:10] + struct.pack("!H", additional + 1) + unsigned[12:] + record
+
+
+def mac_verifies(reply: bytes, request_mac: bytes) -> bool:
+    """The reply's TSIG MAC checked by hand, as RFC 8945 §4.3.3 defines it (dnspython's
+    client refuses to check any TSIG carrying an error): HMAC-SHA256 over the request's MAC,
+    the reply without its TSIG record (ARCOUNT one less, ID the Original ID), and the TSIG
+    variables."""
+    parsed = dns.message.from_wire(reply, keyring=False)
+    tsig = parsed.tsig[0]
+    parsed.tsig = None
+    # The reply rendered again without its TSIG record: the octets sent before that record
+    # (checked), with ARCOUNT one less.
+    without = parsed.to_wire()
+    assert reply[12 : len(without)] == without[12:] and reply[2:10] == without[2:10]
+    message = struct.pack("!H", tsig.original_id) + without[2:]
+    variables = (
+        KEY.name.to_digestable()
+        + struct.pack("!HI", 255, 0)
+        + tsig.algorithm.to_digestable()
+        + struct.pack("!HIH", tsig.time_signed >> 32, tsig.time_signed & 0xFFFFFFFF, tsig.fudge)
+        + struct.pack("!HH", tsig.error, len(tsig.other))
+        + tsig.other
+    )
+    signed = struct.pack("!H", len(request_mac)) + request_mac + message + variables
+    expected = hmac.new(base64.b64decode(SECRET), signed, hashlib.sha256).digest()
+    return hmac.compare_digest(expected, tsig.mac)
+
+
+async def exchange(server: AuthoritativeServer, wire: bytes) -> bytes:
+    """One query over TCP, its reply (RFC 1035 §4.2.2 framing)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(struct.pack("!H", len(wire)) + wire)
+        (length,) = struct.unpack("!H", await reader.readexactly(2))
+        return await reader.readexactly(length)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_badtime_is_signed_with_the_client_time_and_ours(
+    server: AuthoritativeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # RFC 8945 §5.2.3: a client 10 minutes behind (the fudge is 300 s).
+    wire, sent = skewed_query(-600)
+    before = int(time.time())
+    reply_wire = await exchange(server, wire)
+    reply = dns.message.from_wire(reply_wire, keyring=False)
+    assert reply.rcode() == dns.rcode.NOTAUTH and not reply.answer
+    tsig = reply.tsig[0]
+    assert tsig.error == dns.rcode.BADTIME
+    # Its own Time Signed and Fudge, so it verifies the reply whatever its clock says; our
+    # time in Other Data (48 bits), so it knows by how much it is off.
+    assert (tsig.time_signed, tsig.fudge) == (sent.time_signed, sent.fudge)
+    assert len(tsig.other) == 6
+    assert before <= int.from_bytes(tsig.other, "big") <= int(time.time())
+    assert mac_verifies(reply_wire, sent.mac)
+    assert not mac_verifies(reply_wire, b"\0" * len(sent.mac))  # the request's MAC counts
+    assert [reason for _, reason, _ in refusals(caplog)] == ["TSIG time outside its fudge"]
+    # A client whose clock is right gets its transfer.
+    assert (await ask(server, "AXFR", key=KEY)).answer
 
 
 async def test_transfer_from_an_address_not_allowed_is_refused_even_signed(

@@ -18,7 +18,8 @@ With ``[dns] dnssec``, ``records`` also prints the zone's DNSKEY RRset and the D
 registrar publishes (making the zone's key if the server has not yet); when our authoritative
 server serves the zone, ``check`` compares the DS at the parent with the zone's keys (or,
 unsigned, warns of any DS there). ``dns rollover`` replaces the zone's key by a new one, step
-by step (:mod:`pillarbox.dns.rollover`; docs/dane.md).
+by step (:mod:`pillarbox.dns.rollover`; docs/dane.md). Both say which DS set the zone's CDS
+and CDNSKEY RRsets ask a scanning parent for (:mod:`pillarbox.dns.cds`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import click
 
 from pillarbox import provisioning
 from pillarbox.config import Config
+from pillarbox.dns.cds import parent_signal
 from pillarbox.dns.check import (
     Finding,
     FindingStatus,
@@ -280,6 +282,8 @@ def dns_rollover(
     now = datetime.now(UTC)
     ttl = timing.dnskey_ttl
     parent_should = ring.parent_ds(timing, now, ttl)
+    signal = parent_signal(ring, timing, now, config.dns.dnssec_cds)
+    published = [] if signal is None else signal.records(name, ttl)
     data = {
         "domain": name,
         "step": status.step.value,
@@ -289,6 +293,7 @@ def dns_rollover(
             for k in ring.keys
         ],
         "ds": [asdict(record) for record in parent_should],
+        "cds": [asdict(record) for record in published],
         "advice": list(status.advice),
     }
     lines = [f"{name}: {status.step.value}"]
@@ -300,6 +305,11 @@ def dns_rollover(
     lines.append("DS records for the parent zone (the registrar), as each says:")
     for record in parent_should:
         lines += [f"  ; {record.purpose}", f"  {record.zone_line()}"]
+    if signal is None:
+        lines.append("no CDS/CDNSKEY published (dns.dnssec_cds = 'off'): the registrar only")
+    else:
+        lines.append(signal.note())
+        lines += [f"  {record.zone_line()}" for record in published]
     emit(data, as_json, lines)
 
 

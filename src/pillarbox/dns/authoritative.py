@@ -13,7 +13,8 @@ Implementation notes:
   without one they are REFUSED. Every answer from a zone has AA set (RFC 1035 §4.1.1).
 * A zone with a :class:`~pillarbox.dns.signing.ZoneSigner` is signed (DNSSEC): its apex serves
   the DNSKEY RRset (RFC 4035 §2.1; during a rollover two keys, each signing it, RFC 4035
-  §2.2), and an answer to a query with DO (RFC 3225 §3, echoed in
+  §2.2) and, when given, the CDS and CDNSKEY RRsets for the parent (RFC 7344 §4,
+  :mod:`pillarbox.dns.cds`), and an answer to a query with DO (RFC 3225 §3, echoed in
   the reply's OPT) carries each RRset of every section followed by its RRSIG (RFC 4035
   §3.1.1). Denial is compact (RFC 9824 §3, :mod:`pillarbox.dns.signing`): a negative answer
   adds one NSEC at the last name looked up after the SOA, and a name that does not exist is
@@ -152,7 +153,12 @@ class StaticZone:
         soa: SoaSettings = DEFAULT_SOA,
         authentic: bool = False,
         signer: ZoneSigner | None = None,
+        cds: Sequence[tuple[int, Sequence[bytes]]] = (),
     ) -> None:
+        """``cds``: the CDS and CDNSKEY RRsets of the apex as (type, rdatas in wire form),
+        served only by a signed zone (RFC 7344 §4.1: they MUST be signed)."""
+        if cds and signer is None:
+            raise ZoneError(f"{origin}: CDS and CDNSKEY are served signed only (RFC 7344 §4.1)")
         self.origin = normalise_name(origin)
         #: Answers carry AD for clients asking for it (module notes); never a signed zone's.
         self.authentic = authentic and signer is None
@@ -191,6 +197,11 @@ class StaticZone:
                 )
                 for key in signer.keys
             ]
+            for rtype, rdatas in cds:  # RFC 7344 §4: at the apex, beside the DNSKEY RRset
+                apex[rtype] = [
+                    RR(DNSLabel(self.origin + "."), rtype, ttl=soa.ttl, rdata=RD(wire))
+                    for wire in rdatas
+                ]
         #: TTL of the SOA in negative answers (RFC 2308 §3), and of the NSEC denying a name
         #: (RFC 9077 §3.2: the same minimum).
         self.negative_ttl = min(soa.ttl, soa.minimum)

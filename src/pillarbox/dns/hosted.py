@@ -13,11 +13,13 @@ With ``[dns] dnssec`` the zones are signed (:mod:`pillarbox.dns.signing`) with e
 keys from the store (:mod:`pillarbox.dns.rollover`), the active one made by whichever node
 (or ``pillarbox dns records``) first needs it: the store keeps the first one stored, so every
 node signs with the key whose DS the registrar has, and every node sees a rollover's next
-key within ``dns.zone_check_interval`` (read again with the rest of the zone). A stored key
-that does not load is logged as an ERROR, naming the zone and the fix, each time the zone is
-built; without a loadable active key the zone is served unsigned rather than failed: a
-validator holding its DS rejects the answers either way, every other resolver still gets
-them, and the other zones are untouched.
+key within ``dns.zone_check_interval`` (read again with the rest of the zone). The apex's
+CDS and CDNSKEY RRsets (``dns.dnssec_cds``, :mod:`pillarbox.dns.cds`) are made at each build
+from the keys read then and the wall clock, so a next key joins them within that interval of
+its ready time. A stored key that does not load is logged as an ERROR, naming the zone and
+the fix, each time the zone is built; without a loadable active key the zone is served
+unsigned rather than failed: a validator holding its DS rejects the answers either way,
+every other resolver still gets them, and the other zones are untouched.
 A zone that holds the mail host's name also serves its TLSA record (``_25._tcp.<host>``, RFC
 7672 §3.1.1) when the certificate's key stays (the same condition ``dns records`` offers it
 on), read again with the rest of the zone, so a hand-placed next key shows up within
@@ -47,6 +49,7 @@ from datetime import UTC, datetime, timedelta
 from pillarbox.blocking import run_blocking
 from pillarbox.config import Config
 from pillarbox.dns.authoritative import DEFAULT_SOA, SoaSettings, StaticZone
+from pillarbox.dns.cds import CdsMode, ParentSignal, parent_signal
 from pillarbox.dns.records import (
     DEFAULT_POLICY,
     DEFAULT_SRV_SERVICES,
@@ -161,6 +164,7 @@ class _CachedZone:
     challenges_expire: float = 0.0
     zone: StaticZone | None = None
     signer: ZoneSigner | None = None
+    signal: ParentSignal | None = None
 
 
 class HostedZones:
@@ -176,6 +180,7 @@ class HostedZones:
         cache_seconds: float = ZONE_CACHE_SECONDS,
         signing: SigningPolicy | None = None,
         rollover: RolloverTiming | None = None,
+        cds: CdsMode = "off",
         tlsa: Callable[[], DnsRecord | None] | None = None,
         nameservers: Sequence[str] = (),
         on_serial_change: Callable[[str, int], None] | None = None,
@@ -183,7 +188,9 @@ class HostedZones:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """``signing``: sign the zones so (None: unsigned); ``rollover``: remove retired keys
-        at their time (None: never, as for tests that hold one key); ``tlsa``: the mail
+        at their time (None: never, as for tests that hold one key); ``cds``: the CDS and
+        CDNSKEY RRsets the signed zones publish (:mod:`pillarbox.dns.cds`; other than "off"
+        it needs ``rollover``, for when a next key may be named); ``tlsa``: the mail
         host's TLSA record, or None when none would last (it reads the certificate: called
         off the event loop, once per zone build); ``nameservers``: the zones' NS names (empty:
         the mail host); ``on_serial_change(domain, serial)``: called when this node's build
@@ -199,7 +206,10 @@ class HostedZones:
         self._wall_clock = wall_clock
         self._zones: dict[str, _CachedZone] = {}
         self._signing = signing
+        if cds != "off" and rollover is None:
+            raise ValueError("CDS names a rollover's next key by its timing: give rollover")
         self._rollover = rollover
+        self._cds: CdsMode = cds
         self._tlsa = tlsa
         #: Per domain, the signer of its stored keys: its signatures outlive zone rebuilds.
         self._signers: dict[str, ZoneSigner] = {}
@@ -248,7 +258,7 @@ class HostedZones:
                 self._zones.clear()  # names asked for at random must not grow the cache forever
             cached = _CachedZone(now + self._cache_seconds, records)
             if records is not None and self._signing is not None:
-                cached.signer = await self._signer(domain)
+                cached.signer, cached.signal = await self._signer(domain)
             self._zones[domain] = cached
         if cached.records is None:
             return None
@@ -261,7 +271,7 @@ class HostedZones:
             )
             if cached.zone is None or challenges != cached.challenges:
                 content = cached.records + challenges
-                serial = await self._serial(domain, content, cached.signer)
+                serial = await self._serial(domain, content, cached.signer, cached.signal)
                 # The NS is this host by default, with the address the zones give it
                 # (``ns.<domain>``, StaticZone's default, resolves nowhere).
                 cached.zone = StaticZone(
@@ -270,19 +280,26 @@ class HostedZones:
                     nameservers=self._nameservers,
                     soa=SoaSettings(serial=serial),
                     signer=cached.signer,
+                    cds=() if cached.signal is None else cached.signal.rrsets(),
                 )
                 cached.challenges = challenges
             cached.challenges_expire = now + CHALLENGE_CACHE_SECONDS
         return cached.zone
 
     async def _serial(
-        self, domain: str, records: tuple[DnsRecord, ...], signer: ZoneSigner | None
+        self,
+        domain: str,
+        records: tuple[DnsRecord, ...],
+        signer: ZoneSigner | None,
+        signal: ParentSignal | None,
     ) -> int:
         """The SOA serial of ``domain``'s zone holding ``records`` (module notes)."""
         lines = [record.zone_line() for record in records]
         lines += [f"{domain}.\tNS\t{name}." for name in self._nameservers]
         if signer is not None:  # a rollover's steps change the DNSKEY RRset
             lines += [f"{domain}.\tDNSKEY\t{key.dnskey}" for key in signer.keys]
+        if signal is not None:  # and so does a next key's DS joining the CDS RRset
+            lines += [record.zone_line() for record in signal.records(domain, 0)]
         now = int(self._wall_clock().timestamp())
         stored = await self._store.zone_serial(domain, zone_digest(lines), now)
         if stored.changed:
@@ -304,12 +321,14 @@ class HostedZones:
             return ()
         return (record,)
 
-    async def _signer(self, domain: str) -> ZoneSigner | None:
+    async def _signer(self, domain: str) -> tuple[ZoneSigner | None, ParentSignal | None]:
         """The signer of ``domain``'s stored keys (an active one made now if it has none),
         kept while the keys stay: a rollover's step, or a domain removed and added again,
-        makes a new one. None when the active key does not load (module notes)."""
+        makes a new one; and the CDS and CDNSKEY RRsets the zone serves now. None, None
+        when the active key does not load (module notes)."""
         assert self._signing is not None  # only signed zones ask
-        ring = await key_ring(self._store, domain, self._wall_clock(), self._rollover)
+        now = self._wall_clock()
+        ring = await key_ring(self._store, domain, now, self._rollover)
         for row, why in ring.broken:
             _log.error(
                 "dnssec key does not load",
@@ -322,11 +341,14 @@ class HostedZones:
         active = ring.active
         if active is None:
             self._signers.pop(domain, None)
-            return None
+            return None, None
         others = ring.others()
         keys = tuple(key.dnskey for key in (active.key, *others))
         signer = self._signers.get(domain)
         if signer is None or tuple(key.dnskey for key in signer.keys) != keys:
             signer = ZoneSigner(active.key, self._signing, others=others, budget=self._budget)
             self._signers[domain] = signer
-        return signer
+        signal = (
+            None if self._rollover is None else parent_signal(ring, self._rollover, now, self._cds)
+        )
+        return signer, signal

@@ -140,6 +140,17 @@ class KeyRing:
         """The keys beside the active one in the DNSKEY RRset, signing it alone."""
         return tuple(k.key for k in self.keys if k.state is not DnssecKeyState.ACTIVE)
 
+    def parent_keys(self, timing: RolloverTiming, now: datetime) -> tuple[ZoneKey, ...]:
+        """The keys whose DS the parent may hold at ``now`` without a validator finding the
+        zone bogus: the active key, and a published next key once every cache holds the
+        DNSKEY RRset naming it (:meth:`RolloverTiming.ready_at`); never a retired key (its
+        DS is to go). What the CDS and CDNSKEY RRsets ask for (:mod:`pillarbox.dns.cds`)."""
+        active, published = self.active, self.get(DnssecKeyState.PUBLISHED)
+        found = [] if active is None else [active.key]
+        if published is not None and now >= timing.ready_at(published.stored):
+            found.append(published.key)
+        return tuple(found)
+
     def parent_ds(self, timing: RolloverTiming, now: datetime, ttl: int) -> list[DnsRecord]:
         """The DS records the parent should publish now, each saying so in its purpose: the
         active key's, and during step 2 the next key's (from its ready time)."""

@@ -1,9 +1,10 @@
 """The records that make a hosted domain's DNS vouch for its mail: the MX host's DANE TLSA
-(RFC 7672 §3.1.1) and, with ``[dns] dnssec``, the zone's DNSKEY RRset and the DS records its
-parent publishes (RFC 4034 §2, §5), during a key rollover each with what to do and when
-(:mod:`pillarbox.dns.rollover`). ``pillarbox dns records`` prints them after the domain's records
-and the admin's domain page (and its API) shows them: both take the records and the wording
-from here, so an operator reads the same advice in either place.
+(RFC 7672 §3.1.1) and, with ``[dns] dnssec``, the zone's DNSKEY RRset, its CDS and CDNSKEY
+RRsets (:mod:`pillarbox.dns.cds`) and the DS records its parent publishes (RFC 4034 §2, §5),
+during a key rollover each with what to do and when (:mod:`pillarbox.dns.rollover`).
+``pillarbox dns records`` prints them after the domain's records and the admin's domain page
+(and its API) shows them: both take the records and the wording from here, so an operator
+reads the same advice in either place.
 
 Unlike the domain's other records, these depend on more than the store: the TLSA on the
 certificate served (offered only when its key stays, :func:`served_certificate`), the DS on
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pillarbox import provisioning
 from pillarbox.blocking import run_blocking
 from pillarbox.config import Config
+from pillarbox.dns.cds import ParentSignal, parent_signal
 from pillarbox.dns.hosted import rollover_timing
 from pillarbox.dns.records import DnsRecord, DomainRecords, tlsa_record
 from pillarbox.dns.rollover import KeyRing, broken_key_fix, key_ring
@@ -39,6 +41,8 @@ class SecureRecords:
     ring: KeyRing | None
     #: The DS records the parent should publish now (:meth:`KeyRing.parent_ds`).
     parent_ds: tuple[DnsRecord, ...]
+    #: The CDS and CDNSKEY RRsets the server publishes (``dns.dnssec_cds``); None: none.
+    signal: ParentSignal | None
     #: TTL of the DNSKEY and DS lines: that of the domain's own records.
     ttl: int
 
@@ -61,10 +65,18 @@ class SecureRecords:
         active = None if self.ring is None else self.ring.active
         return self.parent_ds[0] if active is not None and self.parent_ds else None
 
+    @property
+    def cds_records(self) -> tuple[DnsRecord, ...]:
+        """The CDS and CDNSKEY records the server publishes at the apex."""
+        if self.signal is None or self.ring is None:
+            return ()
+        return tuple(self.signal.records(self.ring.domain, self.ttl))
+
     def records(self) -> tuple[DnsRecord, ...]:
-        """The TLSA, the DNSKEYs and the DS records there are, in that order."""
+        """The TLSA, the DNSKEYs, the CDS/CDNSKEY and the DS records there are, in that
+        order."""
         tlsa = () if self.tlsa is None else (self.tlsa,)
-        return (*tlsa, *self.dnskeys, *self.parent_ds)
+        return (*tlsa, *self.dnskeys, *self.cds_records, *self.parent_ds)
 
     def tlsa_note(self) -> str:
         if self.tlsa is None:
@@ -93,6 +105,8 @@ class SecureRecords:
             f"DNSSEC: our DNS server signs the zone with the active key (tag "
             f"{active.key.key_tag}); the DNSKEY RRset:"
         )
+        if self.signal is not None:
+            notes.append(self.signal.note())
         notes.append(
             "give the registrar the DS record(s) for the parent zone (or the DNSKEY if it "
             "asks for a key), as each says:"
@@ -115,6 +129,7 @@ class SecureRecords:
             return [*lines, *(f"; {note}" for note in (*notes, registrar))]
         lines += [f"; {note}" for note in notes]
         lines += [f";   {record.zone_line()}" for record in self.dnskeys]
+        lines += [f";   {record.zone_line()}" for record in self.cds_records]
         lines.append(f"; {registrar}")
         for record in self.parent_ds:
             lines += [f";   ({record.purpose})", f";   {record.zone_line()}"]
@@ -145,7 +160,15 @@ async def secure_records(store: Store, config: Config, domain: str, ttl: int) ->
     tlsa = None if der is None or unstable else tlsa_record(host, der)
     ring = await config_key_ring(store, config, domain)
     timing = rollover_timing(config)
-    parent_ds = () if ring is None else tuple(ring.parent_ds(timing, datetime.now(UTC), ttl))
+    now = datetime.now(UTC)
+    parent_ds = () if ring is None else tuple(ring.parent_ds(timing, now, ttl))
+    signal = None if ring is None else parent_signal(ring, timing, now, config.dns.dnssec_cds)
     return SecureRecords(
-        mail_host=host, tlsa=tlsa, no_tlsa=unstable, ring=ring, parent_ds=parent_ds, ttl=ttl
+        mail_host=host,
+        tlsa=tlsa,
+        no_tlsa=unstable,
+        ring=ring,
+        parent_ds=parent_ds,
+        signal=signal,
+        ttl=ttl,
     )

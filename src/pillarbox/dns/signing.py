@@ -11,7 +11,9 @@ Implementation notes:
   for signing; RFC 6605), so one DS at the parent, and signatures of 64 octets. The DS
   offered to the registrar uses digest type 2, SHA-256 (RFC 8624 §3.3: MUST; RFC 4509).
   During a rollover (:mod:`pillarbox.dns.rollover`) the next or the previous key stands
-  beside it in the DNSKEY RRset and signs that RRset too, nothing else.
+  beside it in the DNSKEY RRset and signs that RRset too, and the CDS and CDNSKEY RRsets
+  (:mod:`pillarbox.dns.cds`; RFC 7344 §4.1: signed by a key the parent's DS names, which may
+  be either), nothing else.
 * **Signatures are made on demand** for the RRsets an answer carries, and cached by the
   RRset's canonical content (RFC 4034 §6.2) and TTL, so a changed zone is signed anew and an
   unchanged one is not. Each signature's inception lies ``inception_offset`` in the past, so
@@ -73,6 +75,11 @@ NXNAME = 128
 RRSIG = 46
 NSEC = 47
 DNSKEY = 48
+CDS = 59  # RFC 7344 §3.2
+CDNSKEY = 60  # RFC 7344 §3.1
+#: The apex RRsets every key of the DNSKEY RRset signs, not the active key alone (module
+#: notes): a validator, or a parent checking the CDS (RFC 7344 §4.1), may trust any of them.
+SIGNED_BY_EVERY_KEY = frozenset({DNSKEY, CDS, CDNSKEY})
 MAX_WIRE_NAME = 255  # RFC 1035 §3.1
 
 
@@ -130,7 +137,7 @@ class ZoneKey:
 
     @property
     def dnskey_wire(self) -> bytes:
-        return _wire(self.dnskey)
+        return rdata_wire(self.dnskey)
 
     def dnskey_record(self, ttl: int, state: str = "") -> DnsRecord:
         """The DNSKEY as ``dns records`` shows it (the server publishes it at the apex), its
@@ -147,7 +154,8 @@ class ZoneKey:
         )
 
 
-def _wire(rdata: dns.rdata.Rdata) -> bytes:
+def rdata_wire(rdata: dns.rdata.Rdata) -> bytes:
+    """A dnspython rdata in wire form."""
     wire = rdata.to_wire()
     assert wire is not None  # returned, not written to a file
     return wire
@@ -230,10 +238,11 @@ class ZoneSigner:
         *,
         deferrable: bool = False,
     ) -> list[bytes]:
-        """The RRSIGs an RRset is served with: the signing key's, and for the DNSKEY RRset
-        each published key's as well (RFC 4035 §2.2: one RRSIG per key that signs it), so a
-        validator holding the DS of any of them authenticates the RRset (RFC 4035 §5.2)."""
-        if rtype != DNSKEY:
+        """The RRSIGs an RRset is served with: the signing key's, and for the DNSKEY, CDS and
+        CDNSKEY RRsets each published key's as well (RFC 4035 §2.2: one RRSIG per key that
+        signs it), so a validator holding the DS of any of them authenticates the RRset (RFC
+        4035 §5.2), and a parent checks the CDS with the DS it holds (RFC 7344 §4.1)."""
+        if rtype not in SIGNED_BY_EVERY_KEY:
             return [self.rrsig(owner, rtype, ttl, rdatas, deferrable=deferrable)]
         return [
             self.rrsig(owner, rtype, ttl, rdatas, deferrable=deferrable, by=n)
@@ -277,7 +286,7 @@ class ZoneSigner:
             inception=datetime.fromtimestamp(inception, UTC),
             expiration=datetime.fromtimestamp(inception + self._policy.validity, UTC),
         )
-        wire = _wire(signature)
+        wire = rdata_wire(signature)
         if len(self._cache) >= self._policy.max_cached:
             self._cache.clear()
         self._cache[cache_key] = (now, wire)

@@ -10,9 +10,14 @@ Implementation notes:
   ``[dns] transfer_allowed`` and, when ``transfer_tsig_key`` is set, a query signed with that
   key. A TSIG is checked first, so that every later answer to its query is signed (RFC 8945
   §5.3); the zone is looked up last, so a stranger learns nothing of which zones are served.
-  A query signed with a key we do not hold, or whose MAC or time does not verify, gets
-  NOTAUTH with the TSIG error BADKEY, BADSIG or BADTIME in an unsigned TSIG record (RFC 8945
-  §5.2; a BADTIME answer should be signed, §5.2.3: ours is not); a stranger, or an unsigned
+  A query signed with a key we do not hold, or whose MAC does not verify, gets NOTAUTH with
+  the TSIG error BADKEY or BADSIG in an unsigned TSIG record (RFC 8945 §5.2.1, §5.2.2). One
+  whose MAC verifies but whose time lies outside its fudge gets NOTAUTH with BADTIME signed
+  with the key (§5.2.3): its Time Signed and Fudge the query's, so the client verifies it
+  despite its clock, and our time in Other Data, so it learns by how much it is off. dnspython
+  checks the MAC before the time, so only the key's holder gets a signed answer, never a
+  forger (a signing oracle). The most recent Time Signed per key is not kept (§5.2.3's
+  SHOULD against replays within the fudge); a stranger, or an unsigned
   query when a key is required, gets REFUSED. Each refusal is logged with the peer, the zone
   and the reason: at INFO for an address not allowed (strangers try AXFR on every name
   server), at WARNING for the rest (a secondary set up wrong, or someone with a stolen
@@ -37,6 +42,8 @@ import base64
 import binascii
 import ipaddress
 import struct
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dns.exception
@@ -141,9 +148,17 @@ def transfer_type(data: bytes) -> int | None:
 class ZoneTransfers:
     """Answers the transfer queries the authoritative server passes on (module notes)."""
 
-    def __init__(self, source: ZoneSource, policy: TransferPolicy) -> None:
+    def __init__(
+        self,
+        source: ZoneSource,
+        policy: TransferPolicy,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``clock``: our time, told to a client whose TSIG time is off (module notes)."""
         self._source = source
         self._policy = policy
+        self._clock = clock
 
     async def replies(self, data: bytes, peer: str, *, udp: bool) -> list[bytes] | None:
         """The messages answering ``data`` from ``peer``, or None when it asks no transfer."""
@@ -220,8 +235,11 @@ class ZoneTransfers:
         keyring = {} if key is None else {key.name: key}
         try:
             return dns.message.from_wire(data, keyring=keyring)
-        except dns.tsig.BadTime:
-            error, reason = dns.rcode.BADTIME, "TSIG time outside its fudge"
+        except dns.tsig.BadTime:  # raised once the MAC has verified: key is the query's
+            assert key is not None
+            reason = "TSIG time outside its fudge"
+            _log.warning("zone transfer refused", kind=kind, zone=zone, peer=peer, reason=reason)
+            return _badtime(query, key, int(self._clock()))
         except (dns.message.UnknownTSIGKey, dns.tsig.BadKey, dns.tsig.BadAlgorithm):
             error, reason = dns.rcode.BADKEY, "TSIG key unknown"
         except dns.exception.DNSException:
@@ -246,8 +264,27 @@ def _answer(query: dns.message.Message, rcode: dns.rcode.Rcode) -> bytes:
     return response.to_wire()
 
 
+def _badtime(query: dns.message.Message, key: dns.tsig.Key, now: int) -> bytes:
+    """NOTAUTH with the TSIG error BADTIME, signed with ``key`` (RFC 8945 §5.2.3): the
+    query's Time Signed and Fudge, ``now`` in Other Data (48 bits), the MAC over the query's
+    MAC, the reply and these (§4.3.3)."""
+    assert query.tsig is not None and query.keyname is not None  # only signed queries come
+    request = query.tsig[0]
+    response = dns.message.make_response(query)  # query read unverified: no TSIG of its own
+    response.set_rcode(dns.rcode.NOTAUTH)
+    unsigned = response.to_wire()
+    variables = request.replace(error=dns.rcode.BADTIME, other=now.to_bytes(6, "big"))
+    # dnspython's own signing stamps the clock's time; tsig.sign (unannotated) takes ours.
+    signed, _ctx = dns.tsig.sign(  # type: ignore[no-untyped-call]
+        unsigned, key, variables, request.time_signed, request.mac
+    )
+    response.tsig = dns.rrset.from_rdata(query.keyname, 0, signed)
+    return response.to_wire()
+
+
 def _tsig_error(query: dns.message.Message, error: dns.rcode.Rcode) -> bytes:
-    """NOTAUTH carrying the TSIG ``error`` in a TSIG record with no MAC (RFC 8945 §5.2)."""
+    """NOTAUTH carrying the TSIG ``error`` in a TSIG record with no MAC (RFC 8945 §5.2.1,
+    §5.2.2)."""
     response = dns.message.make_response(query)
     response.set_rcode(dns.rcode.NOTAUTH)
     assert query.tsig is not None and query.keyname is not None  # only signed queries come

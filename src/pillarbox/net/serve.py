@@ -376,6 +376,7 @@ class Server:
             cache_seconds=dns.zone_check_interval,
             signing=signing_policy(self.config),
             rollover=rollover_timing(self.config),
+            cds=dns.dnssec_cds,
             tlsa=lambda: lasting_tlsa(self.config),
             nameservers=dns.nameservers,
             on_serial_change=None if self.notifier is None else self.notifier.zone_changed,

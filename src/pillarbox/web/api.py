@@ -973,6 +973,7 @@ async def admin_domain_dns(call: Call) -> object:
         "ds": _dns_record(secure.ds),
         "dnskeys": [_dns_record(r) for r in secure.dnskeys],
         "ds_records": [_dns_record(r) for r in secure.parent_ds],
+        "cds_records": [_dns_record(r) for r in secure.cds_records],
         "zone": zone_text(records, secure),
         "mta_sts_policy": records.mta_sts_policy,
     }
@@ -2237,6 +2238,11 @@ OPERATIONS: tuple[Operation, ...] = (
                     **_list(DNS_RECORD),
                     "description": "every DS the parent should publish now, each purpose "
                     "saying what to do with it and when (`pillarbox dns rollover`)",
+                },
+                "cds_records": {
+                    **_list(DNS_RECORD),
+                    "description": "the CDS and CDNSKEY records the server publishes for a "
+                    "parent that scans (RFC 7344, 8078; dns.dnssec_cds); empty when none",
                 },
                 "zone": {
                     "type": "string",
