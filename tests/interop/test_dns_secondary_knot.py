@@ -2,9 +2,11 @@
 (``knotd``, run unprivileged-style on loopback with its own config and storage) transfers a
 hosted zone over TSIG (RFC 5936, RFC 8945) and answers ``dig`` with our records; a change in
 the store moves the SOA serial, our NOTIFY (RFC 1996) reaches Knot, and Knot serves the new
-data within seconds (its own SOA refresh is an hour away). ``dig axfr`` without the key, with
-the wrong one, or from an address not allowed is refused. Skipped where Knot DNS (Debian
-``knot``) or dig is missing.
+data within seconds (its own SOA refresh is an hour away). Primary and secondary each have an
+address of their own, as on two hosts: Knot transfers from its address, and heeds NOTIFY only
+from ours (RFC 1996 §3.10), which the kernel would not pick as the source on loopback.
+``dig axfr`` without the key, with the wrong one, or from an address not allowed is refused.
+Skipped where Knot DNS (Debian ``knot``) or dig is missing.
 """
 
 from __future__ import annotations
@@ -38,11 +40,18 @@ HOST = f"mail.{DOMAIN}"
 ADDRESS = "192.0.2.25"
 KEY_NAME = "xfr.pillarbox.test"
 SECRET = base64.b64encode(bytes(range(100, 132))).decode()
+#: Our server's address and the secondary's: neither is 127.0.0.1, loopback's usual source.
+PRIMARY = "127.0.0.2"
+SECONDARY = "127.0.0.3"
+
+#: A DNS server's address and port.
+Server = tuple[str, int]
 
 
-def dig(port: int, *args: str, source: str = "127.0.0.1") -> str:
+def dig(server: Server, *args: str, source: str = SECONDARY) -> str:
+    address, port = server
     done = subprocess.run(
-        ["dig", "@127.0.0.1", "-p", str(port), "-b", source, "+tries=1", "+time=5", *args],
+        ["dig", f"@{address}", "-p", str(port), "-b", source, "+tries=1", "+time=5", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -51,13 +60,13 @@ def dig(port: int, *args: str, source: str = "127.0.0.1") -> str:
     return done.stdout + done.stderr
 
 
-def answers(port: int, name: str, rtype: str) -> list[str]:
+def answers(server: Server, name: str, rtype: str) -> list[str]:
     """The rdata of each answer record (dig +short)."""
-    return dig(port, "+short", name, rtype).split("\n")[:-1]
+    return dig(server, "+short", name, rtype).split("\n")[:-1]
 
 
-def serial(port: int) -> int:
-    (soa,) = answers(port, DOMAIN, "SOA")
+def serial(server: Server) -> int:
+    (soa,) = answers(server, DOMAIN, "SOA")
     return int(soa.split()[2])
 
 
@@ -70,14 +79,15 @@ def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
 
 
 def knot_config(root: Path, port: int, primary: int, *, key: bool = True) -> Path:
-    """A Knot secondary for the domain on 127.0.0.1:``port``, transferring from ours."""
+    """A Knot secondary for the domain on :data:`SECONDARY`:``port``, transferring from ours
+    (from its own address, ``via``, as from another host)."""
     for name in ("run", "storage", "zones"):
         (root / name).mkdir(parents=True, exist_ok=True)
     signed = f"    key: {KEY_NAME}\n" if key else ""
     text = f"""\
 server:
     rundir: "{root / "run"}"
-    listen: 127.0.0.1@{port}
+    listen: {SECONDARY}@{port}
 log:
   - target: stderr
     any: info
@@ -89,10 +99,11 @@ key:
     secret: {SECRET}
 remote:
   - id: pillarbox
-    address: 127.0.0.1@{primary}
+    address: {PRIMARY}@{primary}
+    via: {SECONDARY}
 {signed}acl:
   - id: notify-from-pillarbox
-    address: 127.0.0.1
+    address: {PRIMARY}
 {signed}    action: notify
 template:
   - id: default
@@ -147,13 +158,13 @@ def primary_config(tmp_path: Path, dns_port: int, knot_port: int) -> cfg.Config:
             base.dns,
             addresses=(ADDRESS,),
             authoritative_enabled=True,
-            authoritative_address="127.0.0.1",
+            authoritative_address=PRIMARY,
             authoritative_port=dns_port,
             nameservers=(HOST, "ns2.secondary.test"),
-            transfer_allowed=("127.0.0.1/32",),
+            transfer_allowed=(f"{SECONDARY}/32",),
             transfer_tsig_key=KEY_NAME,
             transfer_tsig_secret_file="xfr.secret",
-            notify=(f"127.0.0.1:{knot_port}",),
+            notify=(f"{SECONDARY}:{knot_port}",),
             notify_retry_interval=1.0,
             zone_check_interval=0.5,
         ),
@@ -167,22 +178,23 @@ def test_knot_transfers_the_zone_and_follows_changes_by_notify(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="pillarbox.dns")
-    dns_port = free_port("127.0.0.1")
-    knot_port = free_port("127.0.0.1")
+    dns_port = free_port(PRIMARY)
+    knot_port = free_port(SECONDARY)
     config = primary_config(tmp_path, dns_port, knot_port)
+    ours_at, knot_at = (PRIMARY, dns_port), (SECONDARY, knot_port)
     with LiveServer(config) as server:
         server.add_domain(DOMAIN)
-        ours = serial(dns_port)
+        ours = serial(ours_at)
         assert ours > 1_700_000_000  # Unix time (dns/serial.py), no longer the fixed 1
         knot(knot_port, dns_port)
         # Knot transfers at start (TSIG-signed AXFR or IXFR): it then answers with our data.
-        wait_for(lambda: answers(knot_port, DOMAIN, "MX") == [f"10 {HOST}."], 30, "Knot's MX")
-        assert serial(knot_port) == ours
-        assert answers(knot_port, HOST, "A") == [ADDRESS]
-        assert sorted(answers(knot_port, DOMAIN, "NS")) == [f"{HOST}.", "ns2.secondary.test."]
-        spf = answers(knot_port, DOMAIN, "TXT")
+        wait_for(lambda: answers(knot_at, DOMAIN, "MX") == [f"10 {HOST}."], 30, "Knot's MX")
+        assert serial(knot_at) == ours
+        assert answers(knot_at, HOST, "A") == [ADDRESS]
+        assert sorted(answers(knot_at, DOMAIN, "NS")) == [f"{HOST}.", "ns2.secondary.test."]
+        spf = answers(knot_at, DOMAIN, "TXT")
         assert spf == [f'"v=spf1 ip4:{ADDRESS} -all"']
-        assert "AA" in dig(knot_port, "+norec", DOMAIN, "MX").upper().split("FLAGS:")[1][:20]
+        assert "AA" in dig(knot_at, "+norec", DOMAIN, "MX").upper().split("FLAGS:")[1][:20]
 
         # A change in the store: new DKIM keys, new records. Our zone check notices it,
         # moves the serial and sends NOTIFY; Knot transfers again at once (its own refresh
@@ -190,24 +202,25 @@ def test_knot_transfers_the_zone_and_follows_changes_by_notify(
         added, _ = server.call(provisioning.rotate_dkim(server.store, DOMAIN))
         selector = added[0].selector
         dkim_name = f"{selector}._domainkey.{DOMAIN}"
-        wait_for(lambda: answers(knot_port, dkim_name, "TXT") != [], 20, "Knot's new DKIM key")
-        newer = serial(dns_port)
+        wait_for(lambda: answers(knot_at, dkim_name, "TXT") != [], 20, "Knot's new DKIM key")
+        newer = serial(ours_at)
         assert newer > ours
         # The rotation is several writes, each zone check may see some: Knot follows each
         # serial, and ends at ours.
-        wait_for(lambda: serial(knot_port) == serial(dns_port), 20, "Knot at our serial")
+        wait_for(lambda: serial(knot_at) == serial(ours_at), 20, "Knot at our serial")
         notify = [r for r in caplog.records if r.name == "pillarbox.dns.notify"]
         assert notify and {r.getMessage() for r in notify} == {"notify answered"}
         # Unchanged content keeps its serial: no NOTIFY and no transfer for nothing.
-        settled = serial(dns_port)
+        settled = serial(ours_at)
         time.sleep(2.5)  # five zone checks
-        assert serial(dns_port) == settled == serial(knot_port)
+        assert serial(ours_at) == settled == serial(knot_at)
         assert len([r for r in caplog.records if r.name == "pillarbox.dns.notify"]) == len(notify)
 
 
 def test_dig_axfr_needs_the_key_and_an_allowed_address(tmp_path: Path) -> None:
-    dns_port = free_port("127.0.0.1")
-    config = primary_config(tmp_path, dns_port, free_port("127.0.0.1"))
+    dns_port = free_port(PRIMARY)
+    config = primary_config(tmp_path, dns_port, free_port(SECONDARY))
+    ours_at = (PRIMARY, dns_port)
     signed = ("-y", f"hmac-sha256:{KEY_NAME}:{SECRET}")
     # What the operator is told to set up: the registrar's NS records, and the secondaries'.
     (tmp_path / "pillarbox.toml").write_text(cfg.render_toml(config))
@@ -216,23 +229,23 @@ def test_dig_axfr_needs_the_key_and_an_allowed_address(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert f"{DOMAIN}.\t3600\tIN\tNS\t{HOST}.\n" in shown.stdout
     assert f"{DOMAIN}.\t3600\tIN\tNS\tns2.secondary.test.\n" in shown.stdout
-    assert f"; secondaries transfer {DOMAIN} from 127.0.0.1 port {dns_port}" in shown.stdout
+    assert f"; secondaries transfer {DOMAIN} from {PRIMARY} port {dns_port}" in shown.stdout
     assert f";   TSIG key {KEY_NAME} (hmac-sha256), secret in {tmp_path / 'xfr.secret'}" in (
         shown.stdout
     )
     with LiveServer(config):
-        good = dig(dns_port, "+comments", DOMAIN, "AXFR", *signed)
+        good = dig(ours_at, "+comments", DOMAIN, "AXFR", *signed)
         assert "status: NOERROR" in good
         assert "XFR size:" in good and f"IN\tMX\t10 {HOST}." in good
         # Without the key: REFUSED (RFC 5936 §5).
-        unsigned = dig(dns_port, "+comments", DOMAIN, "AXFR")
+        unsigned = dig(ours_at, "+comments", DOMAIN, "AXFR")
         assert "status: REFUSED" in unsigned and "XFR size" not in unsigned
         # Another secret under the key's name: NOTAUTH, TSIG error BADSIG (RFC 8945 §5.2).
         other = base64.b64encode(b"z" * 32).decode()
-        wrong = dig(dns_port, "+comments", DOMAIN, "AXFR", "-y", f"hmac-sha256:{KEY_NAME}:{other}")
+        wrong = dig(ours_at, "+comments", DOMAIN, "AXFR", "-y", f"hmac-sha256:{KEY_NAME}:{other}")
         assert "BADSIG" in wrong and "XFR size" not in wrong
-        # The right key from an address outside dns.transfer_allowed (127.0.0.1/32).
-        elsewhere = dig(dns_port, "+comments", DOMAIN, "AXFR", *signed, source="127.0.0.2")
+        # The right key from an address outside dns.transfer_allowed (the secondary's).
+        elsewhere = dig(ours_at, "+comments", DOMAIN, "AXFR", *signed, source="127.0.0.1")
         assert "status: REFUSED" in elsewhere and "XFR size" not in elsewhere
         # The usual queries go on as before, from anywhere.
-        assert answers(dns_port, DOMAIN, "MX") == [f"10 {HOST}."]
+        assert answers(ours_at, DOMAIN, "MX") == [f"10 {HOST}."]
