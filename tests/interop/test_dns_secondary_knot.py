@@ -233,6 +233,10 @@ def test_dig_axfr_needs_the_key_and_an_allowed_address(tmp_path: Path) -> None:
     assert f";   TSIG key {KEY_NAME} (hmac-sha256), secret in {tmp_path / 'xfr.secret'}" in (
         shown.stdout
     )
+    # Served on every address (docs/dns.md's example): the secondaries are told the public one.
+    wildcard = {"PILLARBOX__DNS__AUTHORITATIVE_ADDRESS": "0.0.0.0"}
+    shown = run_pillarbox(tmp_path, "dns", "records", DOMAIN, env_extra=wildcard)
+    assert f"; secondaries transfer {DOMAIN} from {ADDRESS} port {dns_port}" in shown.stdout
     with LiveServer(config):
         good = dig(ours_at, "+comments", DOMAIN, "AXFR", *signed)
         assert "status: NOERROR" in good
