@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import dns.asyncquery
+import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
@@ -244,6 +245,26 @@ async def test_transfer_of_a_zone_not_served_is_notauth(server: AuthoritativeSer
         reply = await ask(server, "AXFR", key=KEY, name=name)
         assert reply.rcode() == dns.rcode.NOTAUTH  # RFC 5936 §2.2.1
         assert reply.had_tsig  # signed: the query's key was verified
+
+
+async def test_a_signed_soa_query_gets_a_signed_answer(
+    server: AuthoritativeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """BIND signs its refresh query (SOA) with the key it transfers with and drops an answer
+    without TSIG (RFC 8945 §5.3): the SOA comes signed, over UDP as over TCP."""
+    for udp in (True, False):
+        reply = await ask(server, "SOA", key=KEY, udp=udp)  # dnspython checks the TSIG
+        assert reply.had_tsig and reply.rcode() == dns.rcode.NOERROR
+        assert reply.flags & dns.flags.AA
+        ((name, rtype, rdata),) = records([reply])
+        assert (name, rtype) == ("a.test.", "SOA") and f" {SERIAL} " in rdata
+    wrong_secret = dns.tsig.Key(KEY.name, base64.b64encode(b"y" * 32), dns.tsig.HMAC_SHA256)
+    with pytest.raises(dns.tsig.PeerBadSignature):
+        await ask(server, "SOA", key=wrong_secret, udp=True)
+    assert refusals(caplog) == [("WARNING", "TSIG signature does not verify", "127.0.0.1")]
+    assert (await ask(server, "SOA", key=KEY, name="b.test")).rcode() == dns.rcode.NOTAUTH
+    unsigned = await ask(server, "SOA", udp=True)  # the usual answer, for anyone
+    assert not unsigned.had_tsig and records([unsigned])[0][1] == "SOA"
 
 
 async def test_without_transfers_the_server_refuses_them() -> None:
