@@ -1,6 +1,6 @@
 """NOTIFY to the secondaries (RFC 1996) from :class:`ZoneNotifier`, received on loopback by a
 UDP peer standing in for a secondary (Knot DNS as the real one is in
-tests/interop/test_dns_secondary_knot.py): the address it comes from, and how a secondary's
+tests/interop/test_dns_secondaries.py): the address it comes from, and how a secondary's
 TSIG error is reported."""
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ data within seconds (its own SOA refresh is an hour away). Primary and secondary
 address of their own, as on two hosts: Knot transfers from its address, and heeds NOTIFY only
 from ours (RFC 1996 §3.10), which the kernel would not pick as the source on loopback.
 ``dig axfr`` without the key, with the wrong one, or from an address not allowed is refused.
-Skipped where Knot DNS (Debian ``knot``) or dig is missing.
+BIND 9 (``named``), set up with docs/dns.md's zone statement, does the same: it signs the SOA
+query it makes before each transfer, and takes only a signed answer. Skipped where Knot DNS
+(Debian ``knot``), BIND (``bind9``) or dig is missing.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from pillarbox.testing.command import run_pillarbox
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
 
 KNOTD = shutil.which("knotd", path=os.environ.get("PATH", "") + os.pathsep + "/usr/sbin")
+NAMED = shutil.which("named", path=os.environ.get("PATH", "") + os.pathsep + "/usr/sbin")
 
 pytestmark = pytest.mark.skipif(
-    KNOTD is None or shutil.which("dig") is None,
-    reason="knotd or dig not installed (apt-get install knot bind9-dnsutils)",
+    shutil.which("dig") is None, reason="dig not installed (apt-get install bind9-dnsutils)"
 )
+needs_knot = pytest.mark.skipif(KNOTD is None, reason="knotd not installed (apt-get install knot)")
+needs_bind = pytest.mark.skipif(NAMED is None, reason="named not installed (apt-get install bind9)")
 
 DOMAIN = "pillarbox.test"
 HOST = f"mail.{DOMAIN}"
@@ -121,24 +125,63 @@ zone:
     return path
 
 
+def named_config(root: Path, port: int, primary: int) -> Path:
+    """BIND on 127.0.0.1:``port`` (BIND listens only on an interface's address), the zone
+    statement as docs/dns.md gives it."""
+    (root / "secondary").mkdir(parents=True, exist_ok=True)
+    text = f"""\
+options {{
+    directory "{root}";
+    pid-file "{root / "named.pid"}";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    notify no;
+}};
+controls {{ }};
+key "{KEY_NAME}" {{ algorithm hmac-sha256; secret "{SECRET}"; }};
+zone "{DOMAIN}" {{
+    type secondary;
+    primaries {{ {PRIMARY} port {primary} key "{KEY_NAME}"; }};
+    file "secondary/{DOMAIN}.db";
+}};
+"""
+    path = root / "named.conf"
+    path.write_text(text)
+    return path
+
+
+#: Starts a secondary on the port given, transferring from our server on the other.
+Secondary = Callable[[int, int], subprocess.Popen[str]]
+
+
 @pytest.fixture
-def knot(tmp_path: Path) -> Iterator[Callable[[int, int], subprocess.Popen[str]]]:
-    """Starts knotd with :func:`knot_config`; stopped at the end of the test."""
+def secondary(tmp_path: Path) -> Iterator[Callable[[str], Secondary]]:
+    """``secondary("knot")`` or ``secondary("bind")``: a starter of that secondary (its config
+    from :func:`knot_config` or :func:`named_config`); each stopped at the end of the test."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(port: int, primary: int) -> subprocess.Popen[str]:
-        assert KNOTD is not None
-        conf = knot_config(tmp_path / "knot", port, primary)
-        process = subprocess.Popen(
-            [KNOTD, "-c", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / "knot.log").open("w"),
-            text=True,
-        )
-        started.append(process)
-        return process
+    def starter(kind: str) -> Secondary:
+        def start(port: int, primary: int) -> subprocess.Popen[str]:
+            if kind == "knot":
+                assert KNOTD is not None
+                command = [KNOTD, "-c", str(knot_config(tmp_path / "knot", port, primary))]
+            else:
+                assert NAMED is not None
+                conf = named_config(tmp_path / "bind", port, primary)
+                command = [NAMED, "-g", "-c", str(conf)]
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.DEVNULL,
+                stderr=(tmp_path / f"{kind}.log").open("w"),
+                text=True,
+            )
+            started.append(process)
+            return process
 
-    yield start
+        return start
+
+    yield starter
     for process in started:
         process.terminate()
         try:
@@ -148,7 +191,9 @@ def knot(tmp_path: Path) -> Iterator[Callable[[int, int], subprocess.Popen[str]]
             process.wait()
 
 
-def primary_config(tmp_path: Path, dns_port: int, knot_port: int) -> cfg.Config:
+def primary_config(
+    tmp_path: Path, dns_port: int, secondary_port: int, secondary: str = SECONDARY
+) -> cfg.Config:
     (tmp_path / "xfr.secret").write_text(SECRET + "\n")
     base = loopback_config(tmp_path / "data", only=("smtp",))
     config = dataclasses.replace(
@@ -161,10 +206,10 @@ def primary_config(tmp_path: Path, dns_port: int, knot_port: int) -> cfg.Config:
             authoritative_address=PRIMARY,
             authoritative_port=dns_port,
             nameservers=(HOST, "ns2.secondary.test"),
-            transfer_allowed=(f"{SECONDARY}/32",),
+            transfer_allowed=(f"{secondary}/32",),
             transfer_tsig_key=KEY_NAME,
             transfer_tsig_secret_file="xfr.secret",
-            notify=(f"{SECONDARY}:{knot_port}",),
+            notify=(f"{secondary}:{secondary_port}",),
             notify_retry_interval=1.0,
             zone_check_interval=0.5,
         ),
@@ -172,48 +217,63 @@ def primary_config(tmp_path: Path, dns_port: int, knot_port: int) -> cfg.Config:
     return dataclasses.replace(config, source=tmp_path / "pillarbox.toml")
 
 
-def test_knot_transfers_the_zone_and_follows_changes_by_notify(
+@pytest.mark.parametrize(
+    ("kind", "address"),
+    [
+        pytest.param("knot", SECONDARY, marks=needs_knot),
+        pytest.param("bind", "127.0.0.1", marks=needs_bind),
+    ],
+)
+def test_a_secondary_transfers_the_zone_and_follows_changes_by_notify(
     tmp_path: Path,
-    knot: Callable[[int, int], subprocess.Popen[str]],
+    secondary: Callable[[str], Secondary],
     caplog: pytest.LogCaptureFixture,
+    kind: str,
+    address: str,
 ) -> None:
     caplog.set_level(logging.INFO, logger="pillarbox.dns")
     dns_port = free_port(PRIMARY)
-    knot_port = free_port(SECONDARY)
-    config = primary_config(tmp_path, dns_port, knot_port)
-    ours_at, knot_at = (PRIMARY, dns_port), (SECONDARY, knot_port)
+    their_port = free_port(address)
+    start = secondary(kind)
+    config = primary_config(tmp_path, dns_port, their_port, address)
+    ours_at, theirs_at = (PRIMARY, dns_port), (address, their_port)
     with LiveServer(config) as server:
         server.add_domain(DOMAIN)
         ours = serial(ours_at)
         assert ours > 1_700_000_000  # Unix time (dns/serial.py), no longer the fixed 1
-        knot(knot_port, dns_port)
-        # Knot transfers at start (TSIG-signed AXFR or IXFR): it then answers with our data.
-        wait_for(lambda: answers(knot_at, DOMAIN, "MX") == [f"10 {HOST}."], 30, "Knot's MX")
-        assert serial(knot_at) == ours
-        assert answers(knot_at, HOST, "A") == [ADDRESS]
-        assert sorted(answers(knot_at, DOMAIN, "NS")) == [f"{HOST}.", "ns2.secondary.test."]
-        spf = answers(knot_at, DOMAIN, "TXT")
+        start(their_port, dns_port)
+        # The secondary transfers at start (TSIG-signed AXFR or IXFR), then answers with our
+        # data.
+        wait_for(
+            lambda: answers(theirs_at, DOMAIN, "MX") == [f"10 {HOST}."], 30, "the secondary's MX"
+        )
+        assert serial(theirs_at) == ours
+        assert answers(theirs_at, HOST, "A") == [ADDRESS]
+        assert sorted(answers(theirs_at, DOMAIN, "NS")) == [f"{HOST}.", "ns2.secondary.test."]
+        spf = answers(theirs_at, DOMAIN, "TXT")
         assert spf == [f'"v=spf1 ip4:{ADDRESS} -all"']
-        assert "AA" in dig(knot_at, "+norec", DOMAIN, "MX").upper().split("FLAGS:")[1][:20]
+        assert "AA" in dig(theirs_at, "+norec", DOMAIN, "MX").upper().split("FLAGS:")[1][:20]
 
         # A change in the store: new DKIM keys, new records. Our zone check notices it,
-        # moves the serial and sends NOTIFY; Knot transfers again at once (its own refresh
+        # moves the serial and sends NOTIFY; the secondary transfers again at once (its own refresh
         # timer, the SOA's hour, is far away).
         added, _ = server.call(provisioning.rotate_dkim(server.store, DOMAIN))
         selector = added[0].selector
         dkim_name = f"{selector}._domainkey.{DOMAIN}"
-        wait_for(lambda: answers(knot_at, dkim_name, "TXT") != [], 20, "Knot's new DKIM key")
+        wait_for(
+            lambda: answers(theirs_at, dkim_name, "TXT") != [], 20, "the secondary's new DKIM key"
+        )
         newer = serial(ours_at)
         assert newer > ours
-        # The rotation is several writes, each zone check may see some: Knot follows each
+        # The rotation is several writes, each zone check may see some: the secondary follows each
         # serial, and ends at ours.
-        wait_for(lambda: serial(knot_at) == serial(ours_at), 20, "Knot at our serial")
+        wait_for(lambda: serial(theirs_at) == serial(ours_at), 20, "the secondary at our serial")
         notify = [r for r in caplog.records if r.name == "pillarbox.dns.notify"]
         assert notify and {r.getMessage() for r in notify} == {"notify answered"}
         # Unchanged content keeps its serial: no NOTIFY and no transfer for nothing.
         settled = serial(ours_at)
         time.sleep(2.5)  # five zone checks
-        assert serial(ours_at) == settled == serial(knot_at)
+        assert serial(ours_at) == settled == serial(theirs_at)
         assert len([r for r in caplog.records if r.name == "pillarbox.dns.notify"]) == len(notify)
 
 
