@@ -37,6 +37,7 @@ from pillarbox.dns.transfer import (
     MESSAGE_BUDGET,
     TransferPolicy,
     ZoneTransfers,
+    ends_with_tsig,
     transfer_type,
     tsig_key,
 )
@@ -286,6 +287,29 @@ async def test_without_transfers_the_server_refuses_them() -> None:
 )
 def test_transfer_queries_are_told_from_the_wire(wire: bytes, expected: int | None) -> None:
     assert transfer_type(wire) == expected
+
+
+def _signed(qtype: str, use_edns: int | None = None) -> bytes:
+    query = dns.message.make_query("a.test", qtype, use_edns=use_edns)
+    query.use_tsig(KEY)
+    return query.to_wire()
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        (_signed("SOA"), True),
+        (_signed("SOA", use_edns=0), True),  # OPT, then TSIG last
+        (dns.message.make_query("a.test", "SOA").to_wire(), False),
+        (dns.message.make_query("a.test", "SOA", use_edns=0).to_wire(), False),
+        (_signed("SOA")[:-3], False),  # cut short
+        (_signed("SOA") + b"\x00", False),  # a trailing octet
+        (b"\x00" * 11, False),
+    ],
+    ids=["signed", "signed-edns", "plain", "edns", "cut-short", "trailing", "no-header"],
+)
+def test_a_tsig_is_told_from_the_wire(wire: bytes, expected: bool) -> None:
+    assert ends_with_tsig(wire) is expected
 
 
 def test_the_tsig_secret_is_read_from_its_file(tmp_path: Path) -> None:
