@@ -5,7 +5,8 @@ address is parsed and its TSIG checked before anything of the zone is read.
 Input: a DNS message, as it arrives over TCP from 127.0.0.1 (allowed; the policy requires the
 TSIG key). Asserted, beyond "no exception":
 
-* ``replies`` answers exactly the messages ``transfer_type`` calls transfers (None otherwise);
+* ``replies`` answers exactly the messages ``transfer_type`` calls transfers, and SOA queries
+  carrying a TSIG (None otherwise);
 * every reply fits a TCP message, parses, is a response (QR) with the query's id;
 * no record of the zone goes out unless the query's TSIG verifies with the key: a forged or
   unsigned query gets an error and nothing else.
@@ -27,7 +28,13 @@ with atheris.instrument_imports(include=["pillarbox"]):
 
     from pillarbox.dns.authoritative import StaticZone, StaticZones
     from pillarbox.dns.records import DnsRecord
-    from pillarbox.dns.transfer import TransferPolicy, ZoneTransfers, transfer_type
+    from pillarbox.dns.transfer import (
+        SOA,
+        TransferPolicy,
+        ZoneTransfers,
+        question_type,
+        transfer_type,
+    )
 
 KEY = dns.tsig.Key("xfr.a.test", b"k" * 32, dns.tsig.HMAC_SHA256)
 ZONES = StaticZones(
@@ -55,13 +62,22 @@ def _verifies(data: bytes) -> bool:
         return False
 
 
+def _signed_soa(data: bytes) -> bool:
+    if question_type(data) != SOA:
+        return False
+    try:
+        return dns.message.from_wire(data, keyring=False).had_tsig
+    except dns.exception.DNSException:
+        return False
+
+
 def check(data: bytes) -> None:
     for udp in (False, True):
         replies = asyncio.run(TRANSFERS.replies(data, "127.0.0.1", udp=udp))
-        assert (replies is None) == (transfer_type(data) is None)
+        assert (replies is not None) == (transfer_type(data) is not None or _signed_soa(data))
         if replies is None:
             continue
-        assert replies, "a transfer query got no reply"
+        assert replies, "a transfer or signed SOA query got no reply"
         for wire in replies:
             assert len(wire) <= MAX_TCP_MESSAGE
             assert wire[:2] == data[:2], "not the query's id"

@@ -820,7 +820,11 @@ class DnsSection:
     authoritative_enabled: bool = _f(
         False, "Serve the hosted domains' records as an authoritative DNS server (UDP and TCP)."
     )
-    authoritative_address: str = _f("127.0.0.1", "Address the authoritative DNS server binds.")
+    authoritative_address: str = _f(
+        "127.0.0.1",
+        "Address the authoritative DNS server binds, and sends NOTIFY from (a wildcard such as "
+        "0.0.0.0: from the address the host picks).",
+    )
     authoritative_port: int = _f(53, "Port of the authoritative DNS server (UDP and TCP).")
     authoritative_max_tcp_connections: int = _f(
         256,
@@ -882,7 +886,8 @@ class DnsSection:
     transfer_tsig_key: str = _f(
         "",
         "Name of the TSIG key (HMAC-SHA256, RFC 8945) every transfer must be signed with, and "
-        "NOTIFY is signed with; empty: the address alone decides.",
+        "NOTIFY is signed with; the secondaries hold the same name and secret. Empty: the "
+        "address alone decides.",
     )
     transfer_tsig_secret_file: str = _f(
         "",
@@ -891,8 +896,8 @@ class DnsSection:
     )
     notify: tuple[str, ...] = _f(
         (),
-        "Secondaries told of each new SOA serial (NOTIFY, RFC 1996): 'address', "
-        "'address:port' or '[v6]:port'.",
+        "Secondaries told of each new SOA serial (NOTIFY, RFC 1996; sent from "
+        "authoritative_address): 'address', 'address:port' or '[v6]:port'.",
     )
     notify_retry_interval: float = _f(
         60.0,

@@ -34,7 +34,7 @@ from pillarbox.dns.rollover import (
     rollover_status,
     start_rollover,
 )
-from pillarbox.dns.signing import DEFAULT_SIGNING, SigningPolicy, ZoneKey
+from pillarbox.dns.signing import DEFAULT_SIGNING, SigningPolicy, ZoneKey, new_key_pem
 from pillarbox.store.interface import Store
 from pillarbox.store.postgres.store import PostgresStore
 from pillarbox.store.sqlite.store import SqliteStore
@@ -352,6 +352,15 @@ async def test_a_key_that_does_not_load_leaves_its_zone_unsigned_and_the_others_
     # --force: the broken key goes, a new one signs at once.
     ring = await start_rollover(first, ring, clocks.wall, force=True)
     assert ring.active is not None and ring.broken == () and len(ring.keys) == 1
+    # The parent still shows the DS of the key that broke, naming no key of the zone now:
+    # the status says first that the registrar needs the new key's DS at once.
+    gone = ds_of(ZoneKey(DOMAIN, new_key_pem()))
+    status = rollover_status(ring, TIMING, clocks.wall, [gone])
+    assert status.step is RolloverStep.SIGNED
+    assert f"names no key of {DOMAIN}" in status.advice[0]
+    assert f"(tag {ring.active.key.key_tag}): give it now" in status.advice[0]
+    ours = rollover_status(ring, TIMING, clocks.wall, [ds_of(ring.active.key)])
+    assert not any("names no key" in line for line in ours.advice)
     clocks.advance(ZONE_CACHE_SECONDS)
     tag = ring.active.key.key_tag
     assert await served(zones) == ([tag], [tag], [tag])

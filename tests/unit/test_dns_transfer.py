@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import dns.asyncquery
+import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
@@ -41,6 +42,7 @@ from pillarbox.dns.transfer import (
     MESSAGE_BUDGET,
     TransferPolicy,
     ZoneTransfers,
+    ends_with_tsig,
     transfer_type,
     tsig_key,
 )
@@ -332,6 +334,26 @@ async def test_transfer_of_a_zone_not_served_is_notauth(server: AuthoritativeSer
         assert reply.had_tsig  # signed: the query's key was verified
 
 
+async def test_a_signed_soa_query_gets_a_signed_answer(
+    server: AuthoritativeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """BIND signs its refresh query (SOA) with the key it transfers with and drops an answer
+    without TSIG (RFC 8945 §5.3): the SOA comes signed, over UDP as over TCP."""
+    for udp in (True, False):
+        reply = await ask(server, "SOA", key=KEY, udp=udp)  # dnspython checks the TSIG
+        assert reply.had_tsig and reply.rcode() == dns.rcode.NOERROR
+        assert reply.flags & dns.flags.AA
+        ((name, rtype, rdata),) = records([reply])
+        assert (name, rtype) == ("a.test.", "SOA") and f" {SERIAL} " in rdata
+    wrong_secret = dns.tsig.Key(KEY.name, base64.b64encode(b"y" * 32), dns.tsig.HMAC_SHA256)
+    with pytest.raises(dns.tsig.PeerBadSignature):
+        await ask(server, "SOA", key=wrong_secret, udp=True)
+    assert refusals(caplog) == [("WARNING", "TSIG signature does not verify", "127.0.0.1")]
+    assert (await ask(server, "SOA", key=KEY, name="b.test")).rcode() == dns.rcode.NOTAUTH
+    unsigned = await ask(server, "SOA", udp=True)  # the usual answer, for anyone
+    assert not unsigned.had_tsig and records([unsigned])[0][1] == "SOA"
+
+
 async def test_without_transfers_the_server_refuses_them() -> None:
     async with serve_zones(zone()) as running:
         assert (await ask(running, "AXFR")).rcode() == dns.rcode.REFUSED
@@ -351,6 +373,29 @@ async def test_without_transfers_the_server_refuses_them() -> None:
 )
 def test_transfer_queries_are_told_from_the_wire(wire: bytes, expected: int | None) -> None:
     assert transfer_type(wire) == expected
+
+
+def _signed(qtype: str, use_edns: int | None = None) -> bytes:
+    query = dns.message.make_query("a.test", qtype, use_edns=use_edns)
+    query.use_tsig(KEY)
+    return query.to_wire()
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        (_signed("SOA"), True),
+        (_signed("SOA", use_edns=0), True),  # OPT, then TSIG last
+        (dns.message.make_query("a.test", "SOA").to_wire(), False),
+        (dns.message.make_query("a.test", "SOA", use_edns=0).to_wire(), False),
+        (_signed("SOA")[:-3], False),  # cut short
+        (_signed("SOA") + b"\x00", False),  # a trailing octet
+        (b"\x00" * 11, False),
+    ],
+    ids=["signed", "signed-edns", "plain", "edns", "cut-short", "trailing", "no-header"],
+)
+def test_a_tsig_is_told_from_the_wire(wire: bytes, expected: bool) -> None:
+    assert ends_with_tsig(wire) is expected
 
 
 def test_the_tsig_secret_is_read_from_its_file(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ and CDNSKEY RRsets ask a scanning parent for (:mod:`pillarbox.dns.cds`).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -114,7 +115,9 @@ async def _report_mailboxes(store: Store, config: Config, name: str) -> list[Fin
     return findings
 
 
-def _delegation(config: Config, records: DomainRecords) -> list[str]:
+def _delegation(
+    config: Config, records: DomainRecords, extra_addresses: tuple[str, ...]
+) -> list[str]:
     """With our authoritative server: the NS records the registrar lists, and what each
     secondary name server is to be told (docs/dns.md has its configuration)."""
     section = config.dns
@@ -128,8 +131,11 @@ def _delegation(config: Config, records: DomainRecords) -> list[str]:
     if not section.transfer_allowed:
         lines.append("; secondaries: none may transfer the zone (dns.transfer_allowed)")
         return lines
-    primary = f"{section.authoritative_address} port {section.authoritative_port}"
-    lines.append(f"; secondaries transfer {domain} from {primary} (AXFR over TCP)")
+    primary = _primary_address(config, extra_addresses)
+    lines.append(
+        f"; secondaries transfer {domain} from {primary} port {section.authoritative_port}"
+        " (AXFR over TCP)"
+    )
     lines.append(f";   allowed from: {', '.join(section.transfer_allowed)}")
     if section.transfer_tsig_key:
         lines.append(
@@ -139,6 +145,20 @@ def _delegation(config: Config, records: DomainRecords) -> list[str]:
     if section.notify:
         lines.append(f";   NOTIFY sent to: {', '.join(section.notify)}")
     return lines
+
+
+def _primary_address(config: Config, extra_addresses: tuple[str, ...]) -> str:
+    """The address a secondary transfers from: ``dns.authoritative_address``, or for a
+    wildcard (``0.0.0.0``, ``::``) this host's public addresses, which a secondary can reach."""
+    served = config.dns.authoritative_address
+    try:
+        wildcard = ipaddress.ip_address(served).is_unspecified
+    except ValueError:
+        return served  # a host name
+    if not wildcard:
+        return served
+    public = (*config.dns.addresses, *extra_addresses)
+    return " or ".join(public) if public else "this host's public address (dns.addresses)"
 
 
 _ADDRESS_OPTION = click.option(
@@ -172,7 +192,7 @@ def dns_records(state: CliState, domain: str, addresses: tuple[str, ...]) -> Non
 
     records, secure = run_store(config, from_store)
     click.echo(zone_text(records, secure), nl=False)
-    for line in _delegation(config, records):
+    for line in _delegation(config, records, addresses):
         click.echo(line)
     click.echo(f"; MTA-STS policy, to serve at {records.mta_sts_url}:")
     for line in records.mta_sts_policy.splitlines():

@@ -7,12 +7,18 @@ Implementation notes:
   every address of ``[dns] notify``, over UDP: a QUERY-shaped message with opcode NOTIFY,
   AA set, the zone's SOA as its question (RFC 1996 §3.7), signed with the transfer TSIG key
   when one is set (the secondary then checks it, and we check its signed answer).
+* Sent from ``[dns] authoritative_address`` when that is one address of the target's
+  family: a secondary heeds a NOTIFY only from a primary it knows (RFC 1996 §3.10), by the
+  address it transfers from, and on a host with several addresses the kernel's choice of
+  source may be another (on loopback, 127.0.0.1 whatever the address served). A wildcard
+  address leaves the choice to the kernel.
 * Sent again after ``notify_retry_interval`` seconds without an answer, at most
   :data:`RETRANSMISSIONS` times (RFC 1996 §3.6); an answer of any RCODE ends it. A newer
   serial of the same zone replaces the sending still going on for the older one.
-* Every outcome is logged: answered (INFO), refused by the secondary or unanswered after the
-  last retransmission (WARNING). A secondary never told still finds the change at its next
-  SOA refresh (RFC 1034 §4.3.5).
+* Every outcome is logged: answered (INFO); refused by the secondary (an error RCODE, or a
+  TSIG error: Knot answers so for a NOTIFY from an address its ACL does not name), an
+  answer that does not verify, or unanswered after the last retransmission (WARNING). A
+  secondary never told still finds the change at its next SOA refresh (RFC 1034 §4.3.5).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,17 +53,33 @@ _log = Log("dns.notify")
 class NotifyTarget:
     host: str
     port: int
+    #: The address the NOTIFY is sent from; None: the kernel's choice (module notes).
+    source: str | None = None
 
 
 def notify_targets(config: Config) -> tuple[NotifyTarget, ...]:
-    """The ``[dns] notify`` addresses (ConfigError for one that is not an address)."""
+    """The ``[dns] notify`` addresses (ConfigError for one that is not an address), each
+    with the source address its NOTIFY goes from (module notes)."""
     targets = []
     for text in config.dns.notify:
         parsed = parse_nameserver(text, key="dns.notify")
         if parsed is None:
             raise ConfigError("dns.notify", "an empty address")
-        targets.append(NotifyTarget(*parsed))
+        host, port = parsed
+        targets.append(NotifyTarget(host, port, _source(config.dns.authoritative_address, host)))
     return tuple(targets)
+
+
+def _source(served: str, target: str) -> str | None:
+    """``served`` (the authoritative server's address) when NOTIFY to ``target`` can go
+    from it: one address, not a wildcard, of the same family."""
+    try:
+        address = ipaddress.ip_address(served)
+    except ValueError:
+        return None  # a host name: the listener binds what it resolves to
+    if address.is_unspecified or address.version != ipaddress.ip_address(target).version:
+        return None
+    return served
 
 
 def notify_message(zone: str, key: dns.tsig.Key | None) -> dns.message.Message:
@@ -113,7 +136,11 @@ class ZoneNotifier:
         for attempt in range(1 + RETRANSMISSIONS):
             try:
                 response = await dns.asyncquery.udp(
-                    message, target.host, timeout=self._retry_interval, port=target.port
+                    message,
+                    target.host,
+                    timeout=self._retry_interval,
+                    port=target.port,
+                    source=target.source,
                 )
             except dns.exception.Timeout:
                 continue
@@ -121,6 +148,9 @@ class ZoneNotifier:
                 _log.debug("notify not sent", error=str(exc), **where)
                 await asyncio.sleep(self._retry_interval)
                 continue
+            except dns.tsig.PeerError as exc:  # RFC 8945 §5.2: NOTAUTH with a TSIG error
+                _log.warning("notify refused", rcode="NOTAUTH", error=str(exc), **where)
+                return
             except dns.exception.DNSException as exc:  # its TSIG did not verify, or garbage
                 _log.warning("notify answer unusable", error=str(exc), **where)
                 return

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from pillarbox.dns.check import canonical_ds
@@ -215,7 +215,27 @@ def rollover_status(
     ring: KeyRing, timing: RolloverTiming, now: datetime, parent: Sequence[str] | None
 ) -> RolloverStatus:
     """Where ``ring``'s rollover stands at ``now``, given the DS values the parent publishes
-    (None: the lookup failed)."""
+    (None: the lookup failed); first of all, when the parent's DS set names none of the
+    zone's keys (a broken active key replaced by ``--force``, a DS left from a removed key),
+    that the registrar needs the active key's DS at once."""
+    status = _step_status(ring, timing, now, parent)
+    ours = {canonical_ds(k.key.ds_record(timing.dnskey_ttl).value) for k in ring.keys}
+    if ring.active is None or not parent or ours & {canonical_ds(v) for v in parent}:
+        return status
+    # RFC 4035 §5.2: a DS set none of whose records matches a DNSKEY of the zone leaves no
+    # authentication path: validators find the zone bogus.
+    urgent = (
+        f"the parent's DS names no key of {ring.domain}: validating resolvers fail the zone "
+        f"until the registrar has the active key's DS (tag {ring.active.key.key_tag}): give "
+        "it now"
+    )
+    return replace(status, advice=(urgent, *status.advice))
+
+
+def _step_status(
+    ring: KeyRing, timing: RolloverTiming, now: datetime, parent: Sequence[str] | None
+) -> RolloverStatus:
+    """:func:`rollover_status` without the check of the parent's DS against our keys."""
     domain, active = ring.domain, ring.active
     if active is None:
         return RolloverStatus(

@@ -24,6 +24,11 @@ Implementation notes:
   address).
 * A zone we do not serve gets NOTAUTH (RFC 5936 §2.2.1), signed like any answer to a
   verified query; a store that fails while the zone is read, SERVFAIL.
+* A secondary's SOA query signed with the key (BIND signs the refresh query before each
+  transfer with the key it transfers with, and rejects an unsigned answer) is answered here,
+  signed (RFC 8945 §5.3), or refused as a transfer with a bad TSIG is; from any address, as
+  the SOA is public. Every other SOA query, and any query when no key is set, takes the
+  usual path of :mod:`pillarbox.dns.authoritative`.
 * AXFR, and IXFR over TCP, get the SOA, every other RRset, and the SOA again (RFC 5936
   §2.2): RFC 1995 §4 lets an IXFR be answered so, and we keep no history of changes. An
   IXFR whose client already holds our serial gets our SOA alone (RFC 1995 §2). The records
@@ -65,6 +70,8 @@ from pillarbox.dns.serial import serial_greater
 from pillarbox.errors import ConfigError, InvalidName
 from pillarbox.observability.log import Log
 
+SOA = 6  # RFC 1035 §3.2.2
+TSIG = 250  # RFC 8945 §4.2
 AXFR = 252  # RFC 1035 §3.2.3
 IXFR = 251  # RFC 1995 §3
 #: Octets of records per message of a transfer: well within a TCP message (RFC 1035 §4.2.2),
@@ -129,6 +136,12 @@ def transfer_policy(config: Config) -> TransferPolicy:
 def transfer_type(data: bytes) -> int | None:
     """AXFR or IXFR when ``data`` is a one-question QUERY asking for one, else None (read
     from the wire without parsing the rest: every query of the server passes here)."""
+    qtype = question_type(data)
+    return qtype if qtype in (AXFR, IXFR) else None
+
+
+def question_type(data: bytes) -> int | None:
+    """The QTYPE of a one-question QUERY, else None (:func:`transfer_type`)."""
     if len(data) < _HEADER_LENGTH:
         return None
     flags, questions = struct.unpack("!HH", data[2:6])
@@ -142,7 +155,40 @@ def transfer_type(data: bytes) -> int | None:
     if position + 3 > len(data):
         return None
     (qtype,) = struct.unpack("!H", data[position + 1 : position + 3])
-    return qtype if qtype in (AXFR, IXFR) else None
+    return int(qtype)
+
+
+def ends_with_tsig(data: bytes) -> bool:
+    """``data``'s last record is a TSIG (RFC 8945 §4.1: where a signed message has it), read
+    from the wire by skipping each record (parsing the whole query would cost every SOA query
+    with EDNS some 100 µs more)."""
+    if len(data) < _HEADER_LENGTH:
+        return False
+    questions, *records = struct.unpack("!HHHH", data[4:_HEADER_LENGTH])
+    position, rtype = _HEADER_LENGTH, None
+    for index in range(questions + sum(records)):
+        position = _name_end(data, position)
+        if position + 4 > len(data):
+            return False
+        (rtype,) = struct.unpack("!H", data[position : position + 2])
+        if index < questions:
+            position += 4  # QTYPE, QCLASS
+            continue
+        if position + 10 > len(data):
+            return False
+        (length,) = struct.unpack("!H", data[position + 8 : position + 10])
+        position += 10 + length  # TYPE, CLASS, TTL, RDLENGTH, RDATA (RFC 1035 §4.1.3)
+    return sum(records) > 0 and rtype == TSIG and position == len(data)
+
+
+def _name_end(data: bytes, position: int) -> int:
+    """Where the name at ``position`` ends: after its root label or its compression pointer
+    (RFC 1035 §4.1.4); past the end of ``data`` when it is cut short."""
+    while position < len(data) and data[position] != 0:
+        if data[position] & 0xC0:
+            return position + 2
+        position += 1 + data[position]
+    return position + 1
 
 
 class ZoneTransfers:
@@ -162,8 +208,10 @@ class ZoneTransfers:
 
     async def replies(self, data: bytes, peer: str, *, udp: bool) -> list[bytes] | None:
         """The messages answering ``data`` from ``peer``, or None when it asks no transfer."""
-        qtype = transfer_type(data)
-        if qtype is None:
+        qtype = question_type(data)
+        if qtype == SOA:
+            return await self._signed_soa(data, peer)
+        if qtype not in (AXFR, IXFR):
             return None
         try:
             query = dns.message.from_wire(data, keyring=False)
@@ -223,6 +271,30 @@ class ZoneTransfers:
             tsig=verified.had_tsig,
         )
         return messages
+
+    async def _signed_soa(self, data: bytes, peer: str) -> list[bytes] | None:
+        """The signed answer to a secondary's SOA query signed with TSIG (module notes); None
+        for an unsigned one, which the usual path answers."""
+        if self._policy.key is None or not ends_with_tsig(data):
+            return None
+        try:
+            query = dns.message.from_wire(data, keyring=False)
+        except dns.exception.DNSException:
+            return None  # the usual path answers FORMERR
+        if not query.had_tsig:
+            return None
+        zone_text = query.question[0].name.to_text(omit_final_dot=True)
+        verified = self._verified(data, query, "SOA", zone_text, peer)
+        if not isinstance(verified, dns.message.Message):
+            return [verified]
+        try:
+            zone = await self._zone(zone_text)
+        except Exception:
+            _log.exception("zone source failed", kind="SOA", zone=zone_text, peer=peer)
+            return [_answer(verified, dns.rcode.SERVFAIL)]
+        if zone is None:
+            return [_answer(verified, dns.rcode.NOTAUTH)]
+        return _messages(verified, zone.rrsets()[:1])
 
     def _verified(
         self, data: bytes, query: dns.message.Message, kind: str, zone: str, peer: str
