@@ -284,7 +284,7 @@ def test_a_signed_domains_page_fits_at_1280_and_reflows_at_320(
             page.goto(base(signed) + "/admin/domains/example.org")
             assert structure_problems(page) == [], width
             cells = page.locator("#secure-heading ~ table td:nth-child(2)").all_inner_texts()
-            assert cells == ["TLSA", "DNSKEY", "DS"], cells
+            assert cells == ["TLSA", "DNSKEY", "CDS", "CDNSKEY", "DS"], cells
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, width
             page.screenshot(path=str(tmp_path / f"domain-{width}.png"), full_page=True)
