@@ -5,7 +5,8 @@ leading mbox ``From `` line is skipped). ``train`` adds the messages to the glob
 one account's model and sender history with ``--account``. ``evaluate`` judges every message
 with the same verdict code the MX uses (content and reputation only: files carry no SMTP
 session to check SPF/DKIM/DMARC against) and prints accuracy, the false-positive rate (ham
-delivered to Junk or refused), the missed-spam rate and the confusion matrix. With
+delivered to Junk or refused), the missed-spam rate, the confusion matrix, and each message
+it judged wrongly with the reasons that made it so (strongest first). With
 ``--train-ham/--train-spam`` it trains a fresh model in a temporary store first and needs
 neither a config file nor a server.
 """
@@ -27,7 +28,7 @@ from pillarbox.errors import NotFound, UserError
 from pillarbox.mail.parse import parse_message
 from pillarbox.policy.learning import TrainingBatch, observe
 from pillarbox.policy.pipeline import InboundPolicy, settings_from_config
-from pillarbox.policy.verdict import Action
+from pillarbox.policy.verdict import Action, Verdict
 from pillarbox.store.interface import Store
 from pillarbox.store.sqlite.store import SqliteStore
 
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 EVALUATION_ACCOUNT = "evaluation@evaluation.invalid"
 #: Messages observed per store write while training (bounds memory and transaction size).
 TRAIN_CHUNK = 500
+#: Reasons printed beside each wrongly judged message (``--json`` gives them all).
+SHOWN_REASONS = 8
 
 
 def message_files(directory: Path) -> list[Path]:
@@ -83,18 +86,32 @@ async def train_files(
     return count
 
 
+@dataclass(frozen=True, slots=True)
+class Misjudged:
+    """A message the filter got wrong, with the reasons that made it so (strongest first, as
+    the ``X-Pillarbox-Spam`` field lists them): what an operator reads to see why."""
+
+    name: str
+    is_spam: bool
+    score: float
+    reasons: tuple[str, ...]
+
+
 @dataclass
 class Evaluation:
     """Counts of an evaluation: rows are the truth, columns what the filter did."""
 
     matrix: dict[tuple[bool, Action], int] = field(default_factory=dict)
-    errors: list[tuple[str, bool, float]] = field(default_factory=list)
+    errors: list[Misjudged] = field(default_factory=list)
     seconds: float = 0.0
 
-    def add(self, name: str, is_spam: bool, action: Action, score: float) -> None:
+    def add(self, name: str, is_spam: bool, verdict: Verdict) -> None:
+        action = verdict.action
         self.matrix[(is_spam, action)] = self.matrix.get((is_spam, action), 0) + 1
         if (action is not Action.INBOX) != is_spam:
-            self.errors.append((name, is_spam, score))
+            strongest = sorted(verdict.reasons, key=lambda r: -abs(r.score))
+            reasons = tuple(r.render() for r in strongest)
+            self.errors.append(Misjudged(name, is_spam, verdict.score, reasons))
 
     def count(self, is_spam: bool, *actions: Action) -> int:
         return sum(self.matrix.get((is_spam, a), 0) for a in actions or tuple(Action))
@@ -120,8 +137,13 @@ class Evaluation:
             },
             "ms_per_message": 1000 * self.seconds / self.total if self.total else 0.0,
             "errors": [
-                {"file": name, "truth": "spam" if s else "ham", "score": score}
-                for name, s, score in self.errors
+                {
+                    "file": e.name,
+                    "truth": "spam" if e.is_spam else "ham",
+                    "score": e.score,
+                    "reasons": list(e.reasons),
+                }
+                for e in self.errors
             ],
         }
 
@@ -139,7 +161,7 @@ async def evaluate_files(
         raw = read_message(path)
         assessment = await policy.assess(None, raw, parse_message(raw))
         verdict = await policy.verdict(assessment, account_id)
-        result.add(path.name, is_spam, verdict.action, verdict.score)
+        result.add(path.name, is_spam, verdict)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -204,7 +226,13 @@ def _report(evaluation: Evaluation, as_json: bool) -> None:
         "",
         f"time              {f['ms_per_message']:.2f} ms per message",
     ]
-    lines += [f"  wrong: {e['file']} ({e['truth']}, score {e['score']:.1f})" for e in f["errors"]]
+    for e in f["errors"]:
+        reasons = e["reasons"][:SHOWN_REASONS]
+        if len(e["reasons"]) > SHOWN_REASONS:
+            reasons.append(f"+{len(e['reasons']) - SHOWN_REASONS} more")
+        lines.append(
+            f"  wrong: {e['file']} ({e['truth']}, score {e['score']:.1f}): {' '.join(reasons)}"
+        )
     emit(f, as_json, lines)
 
 
