@@ -38,7 +38,7 @@ from pillarbox.policy.learning import TrainingBatch, observe
 from pillarbox.policy.pipeline import Arrival, InboundPolicy, PolicySettings
 from pillarbox.queue.dkim import DkimAlgorithm, generate_key, public_record, sign
 from pillarbox.store.sqlite.store import SqliteStore
-from pillarbox.testing.dnszone import ZoneRecord, serve_records, serve_test_zones
+from pillarbox.testing.dnszone import ZoneRecord, serve_any_names, serve_records
 
 CORPUS = Path("/work/shared/corpora/auth")
 
@@ -92,8 +92,8 @@ async def spf_suite(path: Path, engine: str) -> tuple[int, int, list[str]]:
         if not doc:
             continue
         records, failing = spf_records(doc.get("zonedata") or {})
-        async with serve_test_zones(records, failing=failing) as server:
-            resolver = DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=1.0)
+        async with serve_any_names(records, failing=failing) as port:
+            resolver = DnsResolver(nameserver=f"127.0.0.1:{port}", timeout=1.0)
             for name, test in doc["tests"].items():
                 total += 1
                 wanted = test["result"] if isinstance(test["result"], list) else [test["result"]]
@@ -107,7 +107,7 @@ async def spf_suite(path: Path, engine: str) -> tuple[int, int, list[str]]:
                     )
                     ok = outcome.result.value in wanted and _explanation_ok(test, outcome)
                 else:
-                    got = await asyncio.to_thread(_pyspf, server.port, test)
+                    got = await asyncio.to_thread(_pyspf, port, test)
                     ok = got in wanted
                 if ok:
                     passed += 1
@@ -218,8 +218,8 @@ async def dkim_vectors(corpus: Path) -> tuple[int, int, list[str]]:
 
 async def dmarc_cases(corpus: Path) -> dict[str, tuple[int, int, list[str]]]:
     """The suite's parts with RFC 7489 (PSL) discovery, which the suite is written for, and its
-    end-to-end evaluations again with the RFC 9989 tree walk (expected to differ where a case
-    says so in its note)."""
+    end-to-end evaluations again with the RFC 9989 tree walk (where a case's note says the walk
+    changes it, :data:`TREE_WALK_EXPECTED` is its result)."""
     cases = yaml.safe_load((corpus / "dmarc/dmarc-cases.yml").read_text())
     out: dict[str, tuple[int, int, list[str]]] = {}
     # Records.
@@ -263,11 +263,20 @@ async def dmarc_cases(corpus: Path) -> dict[str, tuple[int, int, list[str]]]:
     return out
 
 
+#: Results under the RFC 9989 tree walk of the cases whose note says the walk changes them
+#: (the suite's expectations are RFC 7489's). §4.10: the walk from a.b.example.com finds
+#: _dmarc.b.example.com (p=reject), which RFC 7489 §6.6.3 never asks; nothing passes: reject.
+TREE_WALK_EXPECTED = {"fallback-is-only-one-level-to-org-domain": ("fail", "reject")}
+
+
 async def _dmarc_evaluations(
     cases: dict[str, Any], discovery: dmarc.Discovery
 ) -> tuple[int, int, list[str]]:
     ok, bad = 0, []
     for name, case in cases.items():
+        wanted = (case["dmarc"], case["disposition"])
+        if discovery is dmarc.Discovery.TREEWALK and "tree walk" in case.get("note", ""):
+            wanted = TREE_WALK_EXPECTED[name]
         authors = _authors(case)
         dns = case.get("dns") or {}
         records = [ZoneRecord(n, "TXT", v) for n, v in dns.items() if v != "TEMPFAIL"]
@@ -281,10 +290,7 @@ async def _dmarc_evaluations(
             outcome = await dmarc.evaluate(
                 resolver, authors, identity, signatures, rng=random.Random(0), discovery=discovery
             )
-        good = (outcome.result.value, outcome.disposition.value) == (
-            case["dmarc"],
-            case["disposition"],
-        )
+        good = (outcome.result.value, outcome.disposition.value) == wanted
         ok += good
         if not good:
             bad.append(f"{name}: {outcome.result.value}/{outcome.disposition.value}")

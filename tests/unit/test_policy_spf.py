@@ -6,9 +6,10 @@ import ipaddress
 
 import pytest
 
+from pillarbox.dns.resolver import DnsResolver
 from pillarbox.policy import spf
 from pillarbox.policy.spf import SpfLimits, SpfResult
-from pillarbox.testing.dnszone import ZoneRecord, serve_records
+from pillarbox.testing.dnszone import ZoneRecord, serve_any_names, serve_records
 
 ZONE = [
     ZoneRecord("pass.test", "TXT", "v=spf1 ip4:192.0.2.0/24 -all"),
@@ -190,3 +191,35 @@ def test_networks_are_kept_by_address_family_and_prefix() -> None:
     for n in range(spf.PARSE_CACHE_SIZE + 10):
         spf._in_network(v4, f"10.{n // 256}.{n % 256}.0", 24)
     assert spf._network.cache_info().currsize == spf.PARSE_CACHE_SIZE
+
+
+@pytest.mark.parametrize(
+    ("record", "owner", "expected"),
+    [
+        # RFC 7208 §7.1: a domain-spec may hold any visible character but "%" (OpenSPF's
+        # a-colon-domain and mx-colon-domain): queried as written, not refused as a bad name.
+        ("v=spf1 a:foo:bar/baz.odd.test -all", "foo:bar/baz.odd.test", SpfResult.PASS),
+        ("v=spf1 mx:foo:bar/baz.odd.test -all", "foo:bar/baz.odd.test", SpfResult.PASS),
+        # §7.1: "%%" expands to "%", "%_" to a space, "%-" to "%20" (macro-mania-in-domain).
+        (
+            "v=spf1 a:macro%%percent%_%_space%-url-space.odd.test -all",
+            "macro%percent  space%20url-space.odd.test",
+            SpfResult.PASS,
+        ),
+        # The same names, but the client is not the address they hold.
+        ("v=spf1 a:foo:bar/baz.odd.test -all", "foo:bar/baz.odd.test", SpfResult.FAIL),
+    ],
+)
+async def test_domain_specs_with_any_visible_character(
+    record: str, owner: str, expected: SpfResult
+) -> None:
+    address = "192.0.2.50" if expected is SpfResult.PASS else "192.0.2.99"
+    zone = [
+        ZoneRecord("odd.test", "TXT", record),
+        ZoneRecord(owner, "A", "192.0.2.50"),
+        ZoneRecord(owner, "MX", f"0 {owner}."),
+    ]
+    async with serve_any_names(zone) as port:
+        resolver = DnsResolver(nameserver=f"127.0.0.1:{port}", timeout=2.0)
+        outcome = await spf.check_host(resolver, address, "odd.test", "a@odd.test")
+    assert outcome.result is expected, outcome

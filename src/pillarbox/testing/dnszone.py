@@ -12,14 +12,22 @@ to trust it: ``trust_ad``). A name under none of them answers NXDOMAIN, as the r
 would. Names listed in
 ``failing`` answer REFUSED, which the resolver reports as a temporary error,
 the way a SERVFAIL or a timeout is reported, without making a test wait for a timeout.
+
+Our zones hold host names only (letters, digits, hyphen, underscore). Records under other owner
+names, which the SPF suites use (RFC 7208 §7.1 lets a domain-spec hold any visible character,
+``a:foo:bar/baz.example.com``), are served by :func:`serve_any_names`: dnslib's server (a
+peer's code) answers those names itself and passes every other question to ours.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from dnslib import AAAA, CNAME, MX, PTR, QTYPE, RR, TXT, A, DNSLabel, DNSRecord
+from dnslib.proxy import ProxyResolver
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 from pillarbox.dns.authoritative import (
@@ -32,6 +40,7 @@ from pillarbox.dns.authoritative import (
 from pillarbox.dns.records import DnsRecord, normalise_name
 from pillarbox.dns.resolver import CacheLimits, DnsResolver
 from pillarbox.errors import InvalidName
+from pillarbox.testing.live import free_port
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +141,75 @@ def dnslib_servers(resolver: BaseResolver, port: int) -> list[DNSServer]:
     for server in servers:
         server.start_thread()
     return servers
+
+
+def _label(name: str) -> DNSLabel:
+    """A name as its labels, whatever characters they hold (no escapes, no IDNA)."""
+    return DNSLabel([label.encode() for label in name.rstrip(".").split(".")])
+
+
+def _dnslib_record(record: ZoneRecord) -> RR:
+    """``record`` as dnslib's resource record (the types the SPF suites put under such names)."""
+    kind = record.type.upper()
+    data: Any
+    if kind == "A":
+        data = A(record.value)
+    elif kind == "AAAA":
+        data = AAAA(record.value)
+    elif kind == "MX":
+        preference, _, exchange = record.value.partition(" ")
+        data = MX(_label(exchange), int(preference))
+    elif kind in ("CNAME", "PTR"):
+        data = (CNAME if kind == "CNAME" else PTR)(_label(record.value))
+    elif kind == "TXT":
+        raw = record.value.encode()
+        data = TXT([raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""])
+    else:
+        raise ValueError(f"type {record.type} under {record.name!r} is not served")
+    return RR(_label(record.name), getattr(QTYPE, kind), rdata=data, ttl=60)
+
+
+class _Front(ProxyResolver):  # type: ignore[misc]
+    """Answers the names in ``held`` from their records; passes every other question on to
+    127.0.0.1:``port`` and its answer back unchanged (REFUSED included)."""
+
+    def __init__(self, held: Mapping[tuple[bytes, ...], list[RR]], port: int) -> None:
+        super().__init__("127.0.0.1", port, timeout=5)
+        self._held = held
+
+    def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
+        question = request.q
+        records = self._held.get(tuple(label.lower() for label in question.qname.label))
+        if records is None:
+            return super().resolve(request, handler)
+        reply = request.reply()
+        for record in records:
+            if question.qtype in (record.rtype, QTYPE.ANY):
+                reply.add_answer(record)
+        return reply
+
+
+@contextlib.asynccontextmanager
+async def serve_any_names(
+    records: Iterable[ZoneRecord], *, failing: Iterable[str] = ()
+) -> AsyncIterator[int]:
+    """:func:`serve_test_zones` for records under any owner name (module notes); yields the
+    port to ask (UDP and TCP on 127.0.0.1)."""
+    records = list(records)
+    _, rejected = build_zones(records)
+    async with serve_test_zones(records, failing=failing) as server:
+        if not rejected:
+            yield server.port
+            return
+        held: dict[tuple[bytes, ...], list[RR]] = {}
+        for record in rejected:
+            rr = _dnslib_record(record)
+            held.setdefault(tuple(label.lower() for label in rr.rname.label), []).append(rr)
+        port = free_port("127.0.0.1")
+        servers = dnslib_servers(_Front(held, server.port), port)
+        try:
+            yield port
+        finally:
+            for front in servers:
+                front.stop()
+                front.server.server_close()
