@@ -1,4 +1,5 @@
-"""``pillarbox spam train|evaluate``: train the spam filter from files, and measure it.
+"""``pillarbox spam train|evaluate|explain``: train the spam filter from files, measure it,
+and show why it judged one message as it did.
 
 A directory holds one message per file (``.eml``, or anything else that is a message; a
 leading mbox ``From `` line is skipped). ``train`` adds the messages to the global model, or to
@@ -8,18 +9,22 @@ session to check SPF/DKIM/DMARC against) and prints accuracy, the false-positive
 delivered to Junk or refused), the missed-spam rate, the confusion matrix, and each message
 it judged wrongly with the reasons that made it so (strongest first). With
 ``--train-ham/--train-spam`` it trains a fresh model in a temporary store first and needs
-neither a config file nor a server.
+neither a config file nor a server. ``explain`` judges one file the same way and prints the
+verdict's reasons and the classifier's clues behind ``BAYES``: each token it combined, with
+its spam probability and the ham and spam messages the global and the account's model saw it
+in (what an operator reads when a user asks why a newsletter went to Junk).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -27,10 +32,11 @@ from pillarbox import config as cfg
 from pillarbox.errors import NotFound, UserError
 from pillarbox.mail.parse import parse_message
 from pillarbox.policy.learning import TrainingBatch, observe
-from pillarbox.policy.pipeline import InboundPolicy, settings_from_config
+from pillarbox.policy.pipeline import ExplainedClue, InboundPolicy, settings_from_config
 from pillarbox.policy.verdict import Action, Verdict
 from pillarbox.store.interface import Store
 from pillarbox.store.sqlite.store import SqliteStore
+from pillarbox.store.types import SpamCounts
 
 if TYPE_CHECKING:
     from pillarbox.cli.main import CliState
@@ -41,6 +47,8 @@ EVALUATION_ACCOUNT = "evaluation@evaluation.invalid"
 TRAIN_CHUNK = 500
 #: Reasons printed beside each wrongly judged message (``--json`` gives them all).
 SHOWN_REASONS = 8
+
+T = TypeVar("T")
 
 
 def message_files(directory: Path) -> list[Path]:
@@ -166,11 +174,28 @@ async def evaluate_files(
     return result
 
 
-async def _fresh_evaluation(
-    config: cfg.Config,
-    train: tuple[Sequence[Path], Sequence[Path]],
-    test: tuple[Sequence[Path], Sequence[Path]],
-) -> Evaluation:
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """One message's verdict, and the classifier's clues behind its ``BAYES`` reason."""
+
+    verdict: Verdict
+    clues: list[ExplainedClue]
+
+
+async def explain_file(policy: InboundPolicy, account_id: int, path: Path) -> Explanation:
+    """Judge one file for ``account_id`` as :func:`evaluate_files` does, with its clues."""
+    raw = read_message(path)
+    assessment = await policy.assess(None, raw, parse_message(raw))
+    verdict = await policy.verdict(assessment, account_id)
+    return Explanation(verdict, await policy.explained_clues(assessment, account_id))
+
+
+@contextlib.asynccontextmanager
+async def _fresh_store(
+    config: cfg.Config, train: tuple[Sequence[Path], Sequence[Path]]
+) -> AsyncIterator[tuple[Store, int]]:
+    """A temporary store whose global model learnt ``train`` (ham, spam), and the account
+    whose sender history did too."""
     with tempfile.TemporaryDirectory(prefix="pillarbox-spam-") as tmp:
         store = SqliteStore(Path(tmp) / "evaluation.db")
         await store.open()
@@ -184,10 +209,44 @@ async def _fresh_evaluation(
                 reputation_account=account.id,
                 hostname=config.server.hostname,
             )
-            policy = _policy(config, store)
-            return await evaluate_files(policy, account.id, *test)
+            yield store, account.id
         finally:
             await store.close()
+
+
+def _judging(
+    state: CliState,
+    train_ham: Path | None,
+    train_spam: Path | None,
+    account: str | None,
+    work: Callable[[InboundPolicy, int], Awaitable[T]],
+) -> T:
+    """Run ``work`` with the policy and the account to judge for: a fresh model trained on
+    ``train_ham``/``train_spam`` (no site needed), or the site's store and ``account``."""
+    from pillarbox.cli.main import run_store
+
+    if (train_ham is None) != (train_spam is None):
+        raise UserError("give both --train-ham and --train-spam, or neither")
+    if train_ham is not None and train_spam is not None:
+        path = state.config_path
+        config = cfg.load(path) if path.exists() else cfg.Config()
+        train = (message_files(train_ham), message_files(train_spam))
+
+        async def fresh() -> T:
+            async with _fresh_store(config, train) as (store, account_id):
+                return await work(_policy(config, store), account_id)
+
+        return asyncio.run(fresh())
+    if account is None:
+        raise UserError("--account names whose model to judge with (or train a fresh one)")
+    config = state.load()
+
+    async def go(store: Store) -> T:
+        account_id = await _account_id(store, account)
+        assert account_id is not None
+        return await work(_policy(config, store), account_id)
+
+    return run_store(config, go)
 
 
 def _policy(config: cfg.Config, store: Store) -> InboundPolicy:
@@ -291,24 +350,90 @@ def spam_evaluate(
     as_json: bool,
 ) -> None:
     """Judge labelled messages and print accuracy, false positives and missed spam."""
-    from pillarbox.cli.main import run_store
-
     test = (message_files(ham_dir), message_files(spam_dir))
-    if (train_ham is None) != (train_spam is None):
-        raise UserError("give both --train-ham and --train-spam, or neither")
-    if train_ham is not None and train_spam is not None:
-        path = state.config_path
-        config = cfg.load(path) if path.exists() else cfg.Config()
-        train = (message_files(train_ham), message_files(train_spam))
-        _report(asyncio.run(_fresh_evaluation(config, train, test)), as_json)
-        return
-    if account is None:
-        raise UserError("--account names whose model to judge with (or train a fresh one)")
-    config = state.load()
 
-    async def go(store: Store) -> Evaluation:
-        account_id = await _account_id(store, account)
-        assert account_id is not None
-        return await evaluate_files(_policy(config, store), account_id, *test)
+    async def work(policy: InboundPolicy, account_id: int) -> Evaluation:
+        return await evaluate_files(policy, account_id, *test)
 
-    _report(run_store(config, go), as_json)
+    _report(_judging(state, train_ham, train_spam, account, work), as_json)
+
+
+def _counts(counts: SpamCounts) -> dict[str, int]:
+    return {"ham": counts.ham, "spam": counts.spam}
+
+
+def _explain_report(path: Path, explained: Explanation, shown: int, as_json: bool) -> None:
+    from pillarbox.cli.main import emit
+
+    verdict = explained.verdict
+    reasons = [r.render() for r in sorted(verdict.reasons, key=lambda r: -abs(r.score))]
+    figures = {
+        "file": path.name,
+        "score": verdict.score,
+        "action": verdict.action.value,
+        "override": verdict.override,
+        "reasons": reasons,
+        "clues": [
+            {
+                "token": c.token,
+                "probability": c.probability,
+                "global": _counts(c.global_counts),
+                "account": _counts(c.account_counts),
+            }
+            for c in explained.clues
+        ],
+    }
+    action = verdict.action.value + (f" ({verdict.override})" if verdict.override else "")
+    lines = [
+        f"file      {path.name}",
+        f"score     {verdict.score:.1f}",
+        f"action    {action}",
+        f"reasons   {' '.join(reasons) or 'none'}",
+    ]
+    clues = explained.clues
+    if clues:
+        lines += [
+            "",
+            f"clues     the {min(shown, len(clues))} strongest of the {len(clues)} the classifier "
+            "combined (p: spam probability; ham/spam: messages each model saw the token in)",
+            "       p   global ham/spam  account ham/spam  token",
+        ]
+        for c in clues[:shown]:
+            g, a = c.global_counts, c.account_counts
+            lines.append(
+                f"  {c.probability:6.3f}  {f'{g.ham}/{g.spam}':>15}  {f'{a.ham}/{a.spam}':>16}  "
+                f"{c.token}"
+            )
+    emit(figures, as_json, lines)
+
+
+@spam.command("explain")
+@click.argument("message", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--train-ham", type=click.Path(file_okay=False, path_type=Path), help="Train a fresh model."
+)
+@click.option(
+    "--train-spam", type=click.Path(file_okay=False, path_type=Path), help="Train a fresh model."
+)
+@click.option("--account", default=None, help="Judge for this account (existing store).")
+@click.option(
+    "--clues", "shown", type=click.IntRange(min=0), default=20, show_default=True,
+    help="Clues printed (--json gives all).",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def spam_explain(
+    state: CliState,
+    message: Path,
+    train_ham: Path | None,
+    train_spam: Path | None,
+    account: str | None,
+    shown: int,
+    as_json: bool,
+) -> None:
+    """Judge one message file and print why: the reasons and the classifier's clues."""
+
+    async def work(policy: InboundPolicy, account_id: int) -> Explanation:
+        return await explain_file(policy, account_id, message)
+
+    _explain_report(message, _judging(state, train_ham, train_spam, account, work), shown, as_json)

@@ -562,13 +562,7 @@ class ClueTable:
         must have been added (a token missing is a ``KeyError``)."""
         if not self.trained:
             return Classification(0.5, (), trained=False)
-        clues: list[tuple[float, str, float, float, float]] = list(
-            filter(None, map(self._clues.__getitem__, tokens))
-        )
-        # ``sorted(…)[:n]`` is what ``heapq.nlargest`` is documented to equal; the tuples
-        # never tie (tokens are distinct), so both choose the same clues in the same order.
-        clues.sort(reverse=True)
-        chosen = clues[: self._settings.max_clues]
+        chosen = self._chosen(tokens)
         if not chosen:
             return Classification(0.5, (), trained=True)
         ln_spam = ln_ham = 0.0
@@ -584,3 +578,17 @@ class ClueTable:
             tuple((token, round(p, 3)) for _, token, p, _, _ in chosen[:8]),
             trained=True,
         )
+
+    def chosen(self, tokens: Iterable[str]) -> list[tuple[str, float]]:
+        """Every clue :meth:`classify` combines for ``tokens``, strongest first, with its
+        probability (none if the models are not trained)."""
+        return [(token, p) for _, token, p, _, _ in self._chosen(tokens)] if self.trained else []
+
+    def _chosen(self, tokens: Iterable[str]) -> list[tuple[float, str, float, float, float]]:
+        clues: list[tuple[float, str, float, float, float]] = list(
+            filter(None, map(self._clues.__getitem__, tokens))
+        )
+        # ``sorted(…)[:n]`` is what ``heapq.nlargest`` is documented to equal; the tuples
+        # never tie (tokens are distinct), so both choose the same clues in the same order.
+        clues.sort(reverse=True)
+        return clues[: self._settings.max_clues]

@@ -52,6 +52,16 @@ class ModelsState:
             evidence.global_model[0], evidence.account_model[0], evidence.generations, settings
         )
 
+    def new_table(self) -> ClueTable:
+        """An empty table for this state (an account never trained adds nothing to it)."""
+        account = self.account_totals
+        return ClueTable(
+            self.global_totals,
+            account if account.ham or account.spam else None,
+            self.settings.account_weight,
+            self.settings,
+        )
+
 
 class ClueCache:
     """See the module notes. One per :class:`~.pipeline.InboundPolicy`."""
@@ -77,13 +87,7 @@ class ClueCache:
         if self._size >= self._max_clues:
             self._tables.clear()
             self._size = 0
-        account = state.account_totals
-        table = ClueTable(
-            state.global_totals,
-            account if account.ham or account.spam else None,
-            state.settings.account_weight,
-            state.settings,
-        )
+        table = state.new_table()
         self._tables[account_id] = (state, table)
         return table
 

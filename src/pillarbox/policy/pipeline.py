@@ -564,11 +564,40 @@ class InboundPolicy:
             reasons, s.thresholds, forced=forced, override=override, refusal=assessment.refusal
         )
 
+    async def explained_clues(self, assessment: Assessment, account_id: int) -> list[ExplainedClue]:
+        """The clues the classifier combines for the message and the account, strongest
+        first, each with the models' counts that made its probability: why ``BAYES`` is what
+        it is (``pillarbox spam explain``). Every token's counts are read anew, not the kept
+        tables', so they are the store's as of this call."""
+        if not self.settings.use_classifier:
+            return []
+        tokens = assessment.tokens
+        evidence = await self._store.spam_evidence(account_id, list(tokens), [])
+        table = ModelsState.of(evidence, self.settings.classifier).new_table()
+        theirs, mine = evidence.global_model[1], evidence.account_model[1]
+        table.add(tokens, theirs, mine)
+        nothing = SpamCounts()
+        return [
+            ExplainedClue(token, p, theirs.get(token, nothing), mine.get(token, nothing))
+            for token, p in table.chosen(tokens)
+        ]
+
     def _bayes(self, result: Classification) -> list[Reason]:
         if not result.trained:
             return []
         score = round(self.settings.scores.bayes * (2 * result.probability - 1), 2)
         return [Reason("BAYES", score, f"{result.probability:.3f}")]
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainedClue:
+    """One token of a message the classifier took as evidence: its spam probability, and in
+    how many ham and spam messages the global model and the account's model saw it."""
+
+    token: str
+    probability: float
+    global_counts: SpamCounts
+    account_counts: SpamCounts
 
 
 @dataclass(frozen=True, slots=True)
