@@ -391,7 +391,7 @@ def _explain_report(path: Path, explained: Explanation, shown: int, as_json: boo
         f"reasons   {' '.join(reasons) or 'none'}",
     ]
     clues = explained.clues
-    if clues:
+    if clues and shown:
         lines += [
             "",
             f"clues     the {min(shown, len(clues))} strongest of the {len(clues)} the classifier "
