@@ -229,3 +229,47 @@ def test_move_into_and_out_of_junk_trains_the_spam_filter(live: LiveServer) -> N
     assert imap.uid("MOVE", "1", "INBOX")[0] == "OK"
     assert live.call(counts()) == (1, 0)
     imap.logout()
+
+
+@pytest.mark.listeners("imap")
+def test_junk_keywords_train_the_spam_filter(live: LiveServer) -> None:
+    # RFC 9051 §2.3.2's $Junk and $NotJunk, as Thunderbird and Apple Mail set them when the
+    # user marks a message, moved or not.
+    async def deliver_two() -> None:
+        account = await live.store.get_account("alice@example.org")
+        assert account is not None
+        for subject in (b"cheap pills", b"minutes"):
+            raw = b"From: x@example.net\r\nTo: alice@example.org\r\nSubject: " + subject
+            raw += b"\r\n\r\nBuy now.\r\n"
+            await live.store.deliver(raw, parse_message(raw), [DeliveryTarget(account.id)])
+
+    async def counts() -> tuple[int, int]:
+        account = await live.store.get_account("alice@example.org")
+        assert account is not None
+        model, _ = await live.store.spam_model(account.id, [])
+        return model.ham, model.spam
+
+    live.call(deliver_two())
+    imap = imaplib.IMAP4("127.0.0.1", live.port("imap"))
+    imap.login("alice@example.org", PASSWORD)
+    imap.select("INBOX")
+    assert imap.uid("STORE", "1", "+FLAGS", "($Junk)")[0] == "OK"
+    assert live.call(counts()) == (0, 1)
+    # Set again, or then moved to Junk as well: trained once.
+    assert imap.uid("STORE", "1", "+FLAGS", "($Junk)")[0] == "OK"
+    assert imap.uid("COPY", "1", "Junk")[0] == "OK"
+    assert live.call(counts()) == (0, 1)
+    # Marked not spam after all: the spam training undone, the ham done (any case).
+    assert imap.uid("STORE", "1", "FLAGS", "(\\Seen $notjunk)")[0] == "OK"
+    assert live.call(counts()) == (1, 0)
+    # Clearing a keyword, or setting both at once, says nothing.
+    assert imap.uid("STORE", "1", "-FLAGS", "($NotJunk)")[0] == "OK"
+    assert imap.uid("STORE", "2", "+FLAGS", "($Junk $NotJunk)")[0] == "OK"
+    assert imap.uid("STORE", "2", "+FLAGS", "(\\Flagged)")[0] == "OK"
+    assert live.call(counts()) == (1, 0)
+    assert imap.uid("STORE", "2", "+FLAGS.SILENT", "($NotJunk)")[0] == "OK"
+    assert live.call(counts()) == (1, 0)  # already set on it: no change, nothing learnt
+    imap.uid("STORE", "2", "-FLAGS", "($Junk $NotJunk)")
+    assert imap.uid("STORE", "2", "+FLAGS.SILENT", "($NotJunk)")[0] == "OK"
+    assert live.call(counts()) == (2, 0)
+    imap.logout()

@@ -121,3 +121,19 @@ def test_observe_skips_our_delivery_fields() -> None:
     assert stored_view.sender.from_verified and not arrived.sender.from_verified
     assert stored_view.sender.verified_domains == ("shop.test",)
     assert stored_view.sender.client_ip == "192.0.2.7"
+
+
+@pytest.mark.parametrize(
+    ("flags", "judgement"),
+    [
+        ({"$Junk"}, True),
+        ({"\\Seen", "$junk"}, True),
+        ({"$NotJunk"}, False),
+        ({"$NOTJUNK", "\\Flagged"}, False),
+        ({"$Junk", "$NotJunk"}, None),  # both at once: no judgement
+        ({"Junk", "NonJunk", "\\Seen"}, None),  # not the registered keywords
+        (set(), None),
+    ],
+)
+def test_keyword_judgement(flags: set[str], judgement: bool | None) -> None:
+    assert learning.keyword_judgement(flags) is judgement

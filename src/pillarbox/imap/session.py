@@ -1884,6 +1884,15 @@ class ImapSession:
             )
             view.own_flags(update.changed, cmd.mode, flags, limit)
             refused = update.modified
+            if cmd.mode is not FlagOp.REMOVE and update.changed:
+                # $Junk / $NotJunk set: the spam filter learns, as from a move (.learning).
+                await learning.on_flagged(
+                    self.store,
+                    self._account.id,
+                    flags,
+                    update.changed,
+                    hostname=self.settings.hostname,
+                )
             if not cmd.silent and any(
                 flags_after(known, cmd.mode, flags, limit) != known
                 for known in (view.flags(uid, with_recent=False) for uid in update.unchanged)

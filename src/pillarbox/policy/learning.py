@@ -1,11 +1,15 @@
-"""Learning from what users do: a message moved into Junk is spam, moved out of it is ham.
+"""Learning from what users do: a message moved into Junk is spam, moved out of it is ham;
+one marked ``$Junk`` is spam, one marked ``$NotJunk`` ham.
 
 Implementation notes:
 
-- :func:`on_moved` is the one entry point for every client: the IMAP server calls it after a
-  MOVE or COPY (RFC 6851), the web UI after its move action. It trains the *account's* model
-  and the account's sender reputation; the global model changes only through
-  ``pillarbox spam train``.
+- :func:`on_moved` is the entry point for moves: the IMAP server calls it after a MOVE or COPY
+  (RFC 6851), the web UI after its move action. :func:`on_flagged` is the one for the
+  keywords, which the IMAP server calls after a STORE that set one: ``$Junk`` and
+  ``$NotJunk`` (IANA's IMAP keyword registry, RFC 5788) are what Thunderbird and Apple Mail
+  set when a user marks a message, whether or not they move it as well (Mox trains on them
+  the same way). Both train the *account's* model and the account's sender reputation; the
+  global model changes only through ``pillarbox spam train``.
 - Each message is trained at most once per kind: the store keeps a mark per (account, blob).
   Moving a message trained as spam back out of Junk untrains the spam and trains the ham, so
   a mistake and its correction cancel exactly (counts are updated incrementally, never
@@ -35,6 +39,10 @@ from pillarbox.store.interface import Store
 from pillarbox.store.types import Mailbox, MessageRecord, SpamCounts, SpecialUse
 
 JUNK_NAME = "junk"
+#: The keywords a client sets for "spam" and "not spam" (RFC 9051 §2.3.2, module notes),
+#: casefolded: matched in whatever case a client writes them.
+JUNK_KEYWORD = "$junk"
+NOT_JUNK_KEYWORD = "$notjunk"
 _OUR_FIELDS = frozenset({"return-path", "delivered-to", SPAM_HEADER.lower()})
 _RESULT = re.compile(
     r"\b(spf|dkim|dmarc)=pass\b[^;]*?\b(smtp\.mailfrom|header\.d|header\.from)=([^\s;]+)"
@@ -173,9 +181,40 @@ async def on_moved(
     into, out_of = is_junk(destination), is_junk(source)
     if into == out_of or (out_of and is_trash(destination)):
         return 0
+    return await _train_all(store, account_id, records, spam=into, hostname=hostname)
+
+
+def keyword_judgement(flags: Iterable[str]) -> bool | None:
+    """What setting ``flags`` on a message says of it: spam (True), not spam (False), or
+    nothing (neither keyword, or both at once)."""
+    folded = {flag.lower() for flag in flags}
+    junk, not_junk = JUNK_KEYWORD in folded, NOT_JUNK_KEYWORD in folded
+    return None if junk == not_junk else junk
+
+
+async def on_flagged(
+    store: Store,
+    account_id: int,
+    flags: Iterable[str],
+    records: Sequence[MessageRecord],
+    *,
+    hostname: str,
+) -> int:
+    """Call after ``flags`` were set on ``records`` (those whose flags that changed): a
+    ``$Junk`` trains them as spam, a ``$NotJunk`` as ham (:func:`keyword_judgement`); returns
+    how many were trained."""
+    spam = keyword_judgement(flags)
+    if spam is None:
+        return 0
+    return await _train_all(store, account_id, records, spam=spam, hostname=hostname)
+
+
+async def _train_all(
+    store: Store, account_id: int, records: Iterable[MessageRecord], *, spam: bool, hostname: str
+) -> int:
     trained = 0
     for record in _unique(records):
-        if await train_stored(store, account_id, record, spam=into, hostname=hostname):
+        if await train_stored(store, account_id, record, spam=spam, hostname=hostname):
             trained += 1
     return trained
 
