@@ -7,9 +7,11 @@ Implementation notes:
   (RFC 6851), the web UI after its move action. :func:`on_flagged` is the one for the
   keywords, which the IMAP server calls after a STORE that set one: ``$Junk`` and
   ``$NotJunk`` (IANA's IMAP keyword registry, RFC 5788) are what Thunderbird and Apple Mail
-  set when a user marks a message, whether or not they move it as well (Mox trains on them
-  the same way). Both train the *account's* model and the account's sender reputation; the
-  global model changes only through ``pillarbox spam train``.
+  set when a user marks a message, whether or not they move it as well (Thunderbird's "Not
+  Junk" marks without moving). Mox trains on them the same way, and so accepts what it notes:
+  a client's own filter may set them too (Thunderbird can, from its Bayesian filter), and its
+  judgement is then taught like the user's. Both train the *account's* model and the
+  account's sender reputation; the global model changes only through ``pillarbox spam train``.
 - Each message is trained at most once per kind: the store keeps a mark per (account, blob).
   Moving a message trained as spam back out of Junk untrains the spam and trains the ham, so
   a mistake and its correction cancel exactly (counts are updated incrementally, never
