@@ -297,7 +297,7 @@ def _report(evaluation: Evaluation, as_json: bool) -> None:
 
 @click.group()
 def spam() -> None:
-    """Train and measure the spam filter."""
+    """Train, measure and explain the spam filter."""
 
 
 @spam.command("train")
