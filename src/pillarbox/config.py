@@ -961,6 +961,12 @@ class PolicySection:
     reject_without_from: bool = _f(
         False, "Refuse mail without a From address (RFC 5322 requires one)."
     )
+    learn_max_messages: int = _f(
+        1000,
+        "Messages one move, copy or $Junk/$NotJunk change teaches the spam filter at most (each "
+        "~2 ms while the command waits); the rest of a larger one are moved or marked without "
+        "teaching it (logged). 0: moves and keywords teach nothing.",
+    )
 
 
 MIB = 1024 * 1024
@@ -1982,6 +1988,10 @@ def _validate_policy(policy: PolicySection) -> None:
         raise ConfigError("policy.reject_threshold", "must not be below policy.junk_threshold")
     if policy.timeout <= 0:
         raise ConfigError("policy.timeout", f"must be positive, got {policy.timeout}")
+    if policy.learn_max_messages < 0:
+        raise ConfigError(
+            "policy.learn_max_messages", f"must not be negative, got {policy.learn_max_messages}"
+        )
     for key in ("dnsbl_ip_zones", "dnsbl_domain_zones"):
         for item in getattr(policy, key):
             zone, equals, score = item.partition("=")

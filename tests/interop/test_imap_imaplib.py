@@ -7,13 +7,15 @@ from __future__ import annotations
 import imaplib
 import re
 import ssl
+from pathlib import Path
 
 import pytest
 
+from pillarbox import config as cfg
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.types import DeliveryTarget
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
-from pillarbox.testing.live import LiveServer
+from pillarbox.testing.live import LiveServer, loopback_config
 
 pytestmark = pytest.mark.listeners("imap", "imaps")
 
@@ -273,3 +275,28 @@ def test_junk_keywords_train_the_spam_filter(live: LiveServer) -> None:
     assert imap.uid("STORE", "2", "+FLAGS.SILENT", "($NotJunk)")[0] == "OK"
     assert live.call(counts()) == (2, 0)
     imap.logout()
+
+
+def test_one_store_teaches_at_most_policy_learn_max_messages(tmp_path: Path) -> None:
+    config = loopback_config(
+        tmp_path / "data", only=("imap",), policy=cfg.PolicySection(learn_max_messages=2)
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account("alice@example.org", PASSWORD)
+        for n in range(3):
+            deliver(live, plain(n))
+
+        async def spam_trained() -> int:
+            account = await live.store.get_account("alice@example.org")
+            assert account is not None
+            model, _ = await live.store.spam_model(account.id, [])
+            return model.spam
+
+        imap = imaplib.IMAP4("127.0.0.1", live.port("imap"))
+        imap.login("alice@example.org", PASSWORD)
+        imap.select("INBOX")
+        assert imap.uid("STORE", "1:3", "+FLAGS.SILENT", "($Junk)")[0] == "OK"
+        assert live.call(spam_trained()) == 2  # all three marked, two learnt from
+        assert imap.uid("SEARCH", "KEYWORD", "$Junk")[1] == [b"1 2 3"]
+        imap.logout()

@@ -123,7 +123,7 @@ def test_dmarc_reject_spam_junk_ham_inbox_and_learning(server: LiveServer) -> No
         junk_box = await store.get_mailbox(account.id, "Junk")
         moved = [r for r in await store.list_messages(junk_box.id)]
         return await learning.on_moved(
-            store, account.id, inbox_box, junk_box, moved, hostname="mx.test"
+            store, account.id, inbox_box, junk_box, moved, hostname="mx.test", limit=100
         )
 
     assert server.call(learn()) >= 1

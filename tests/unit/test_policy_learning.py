@@ -89,16 +89,26 @@ async def test_moves_into_and_out_of_junk_train_and_untrain(store: SqliteStore) 
     [delivered] = await store.deliver(MESSAGE, parse_message(MESSAGE), [DeliveryTarget(bob.id)])
     assert delivered.record is not None
     record = delivered.record
-    moved = await learning.on_moved(store, bob.id, inbox, junk, [record], hostname="mx.test")
-    again = await learning.on_moved(store, bob.id, inbox, junk, [record], hostname="mx.test")
+    moved = await learning.on_moved(
+        store, bob.id, inbox, junk, [record], hostname="mx.test", limit=10
+    )
+    again = await learning.on_moved(
+        store, bob.id, inbox, junk, [record], hostname="mx.test", limit=10
+    )
     assert (moved, again) == (1, 0)  # a message is trained once per judgement
     totals, counts = await store.spam_model(bob.id, ["subject:offers"])
     assert (totals, counts) == (SpamCounts(0, 1), {"subject:offers": SpamCounts(0, 1)})
     tallies = await store.sender_reputation(bob.id, ["from:promo@shop.test"])
     assert tallies == {"from:promo@shop.test": SpamCounts(0, 1)}
 
-    assert await learning.on_moved(store, bob.id, junk, trash, [record], hostname="mx.test") == 0
-    assert await learning.on_moved(store, bob.id, junk, inbox, [record], hostname="mx.test") == 1
+    assert (
+        await learning.on_moved(store, bob.id, junk, trash, [record], hostname="mx.test", limit=10)
+        == 0
+    )
+    assert (
+        await learning.on_moved(store, bob.id, junk, inbox, [record], hostname="mx.test", limit=10)
+        == 1
+    )
     totals, counts = await store.spam_model(bob.id, ["subject:offers"])
     assert (totals, counts) == (SpamCounts(1, 0), {"subject:offers": SpamCounts(1, 0)})
     tallies = await store.sender_reputation(bob.id, ["from:promo@shop.test"])
@@ -137,3 +147,24 @@ def test_observe_skips_our_delivery_fields() -> None:
 )
 def test_keyword_judgement(flags: set[str], judgement: bool | None) -> None:
     assert learning.keyword_judgement(flags) is judgement
+
+
+async def test_one_move_teaches_at_most_the_limit(store: SqliteStore) -> None:
+    bob = await store.get_account("bob@example.org")
+    assert bob is not None
+    inbox = await store.get_mailbox(bob.id, "INBOX")
+    junk = await store.get_mailbox(bob.id, "Junk")
+    records = []
+    for n in range(3):
+        raw = MESSAGE.replace(b"weekly offers", f"offers {n}".encode())
+        [delivered] = await store.deliver(raw, parse_message(raw), [DeliveryTarget(bob.id)])
+        assert delivered.record is not None
+        records.append(delivered.record)
+    assert await learning.on_moved(store, bob.id, inbox, junk, records, hostname="h", limit=0) == 0
+    assert await learning.on_moved(store, bob.id, inbox, junk, records, hostname="h", limit=2) == 2
+    totals, _ = await store.spam_model(bob.id, [])
+    assert totals == SpamCounts(0, 2)
+    # The same limit for keywords; the first two are trained already, so one more is.
+    assert await learning.on_flagged(store, bob.id, {"$Junk"}, records, hostname="h", limit=3) == 1
+    totals, _ = await store.spam_model(bob.id, [])
+    assert totals == SpamCounts(0, 3)

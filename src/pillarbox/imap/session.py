@@ -343,6 +343,8 @@ class SessionSettings:
     server_id: tuple[tuple[str, str | None], ...] = (("name", "Pillarbox"),)
     #: This server's name (the spam filter trusts only its own Authentication-Results).
     hostname: str = "localhost"
+    #: Messages one MOVE, COPY or STORE teaches the spam filter at most (policy section).
+    learn_max_messages: int = 1000
     #: Mailboxes one NOTIFY may watch for message events (RFC 5465 §5.8 overflow beyond).
     notify_max_mailboxes: int = 1000
     #: RFC 5464 §4.3: the largest entry value SETMETADATA accepts ([METADATA MAXSIZE]).
@@ -1892,6 +1894,7 @@ class ImapSession:
                     flags,
                     update.changed,
                     hostname=self.settings.hostname,
+                    limit=self.settings.learn_max_messages,
                 )
             if not cmd.silent and any(
                 flags_after(known, cmd.mode, flags, limit) != known
@@ -2074,6 +2077,7 @@ class ImapSession:
             target,
             [record for record in records if record is not None],
             hostname=self.settings.hostname,
+            limit=self.settings.learn_max_messages,
         )
 
 

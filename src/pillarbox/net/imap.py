@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 from pillarbox.blocking import run_blocking
-from pillarbox.config import ImapSection
+from pillarbox.config import ImapSection, PolicySection
 from pillarbox.imap import replies
 from pillarbox.imap.compress import CompressionError, Deflate
 from pillarbox.imap.lexer import LexerLimits
@@ -52,8 +52,11 @@ from pillarbox.store.types import MetadataLimits
 FLUSH_AT = 64 * 1024
 
 
-def session_settings(config: ImapSection, hostname: str = "localhost") -> SessionSettings:
-    """The session's limits from ``config.imap``."""
+def session_settings(
+    config: ImapSection, hostname: str = "localhost", policy: PolicySection | None = None
+) -> SessionSettings:
+    """The session's limits from ``config.imap`` (and how much a session's moves and
+    markings teach the spam filter, from ``config.policy``)."""
     default = LexerLimits()
     lexer = LexerLimits(
         max_line=config.max_line_length,
@@ -70,6 +73,7 @@ def session_settings(config: ImapSection, hostname: str = "localhost") -> Sessio
         login_timeout=config.login_timeout,
         login_without_tls=config.login_without_tls,
         hostname=hostname,
+        learn_max_messages=(policy or PolicySection()).learn_max_messages,
         notify_max_mailboxes=config.notify_max_mailboxes,
         metadata_max_value_size=config.metadata_max_value_size,
         metadata_limits=MetadataLimits(
@@ -81,7 +85,7 @@ def session_settings(config: ImapSection, hostname: str = "localhost") -> Sessio
 
 def imap_handler(services: Services, listener: str) -> Handler:
     implicit_tls = listener == "imaps"
-    settings = session_settings(services.config.imap, services.hostname)
+    settings = session_settings(services.config.imap, services.hostname, services.config.policy)
     authenticator = CountedAuthenticator(services.authenticator, services.metrics.auth("imap"))
     quota_warnings = QuotaWarnings.of(services)
 

@@ -561,6 +561,7 @@ class MailAccess:
             target,
             records,
             hostname=self.services.hostname,
+            limit=self.services.config.policy.learn_max_messages,
         )
 
     async def delete(self, mailbox_id: int, uids: Sequence[int]) -> None:
