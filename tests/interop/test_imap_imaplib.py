@@ -277,14 +277,14 @@ def test_junk_keywords_train_the_spam_filter(live: LiveServer) -> None:
     imap.logout()
 
 
-def test_one_store_teaches_at_most_policy_learn_max_messages(tmp_path: Path) -> None:
+def test_one_command_teaches_at_most_policy_learn_max_messages(tmp_path: Path) -> None:
     config = loopback_config(
         tmp_path / "data", only=("imap",), policy=cfg.PolicySection(learn_max_messages=2)
     )
     with LiveServer(config) as live:
         live.add_domain("example.org")
         live.add_account("alice@example.org", PASSWORD)
-        for n in range(3):
+        for n in range(6):
             deliver(live, plain(n))
 
         async def spam_trained() -> int:
@@ -299,4 +299,8 @@ def test_one_store_teaches_at_most_policy_learn_max_messages(tmp_path: Path) -> 
         assert imap.uid("STORE", "1:3", "+FLAGS.SILENT", "($Junk)")[0] == "OK"
         assert live.call(spam_trained()) == 2  # all three marked, two learnt from
         assert imap.uid("SEARCH", "KEYWORD", "$Junk")[1] == [b"1 2 3"]
+        assert imap.uid("MOVE", "4:6", "Junk")[0] == "OK"
+        assert live.call(spam_trained()) == 4  # all three moved, two more learnt from
+        imap.select("Junk")
+        assert imap.uid("SEARCH", "ALL")[1] == [b"1 2 3"]
         imap.logout()

@@ -2069,7 +2069,9 @@ class ImapSession:
         ]
         if not sources or (sources[0].special_use is None and target.special_use is None):
             return  # neither side is Junk (or Trash): nothing to learn, no reads
-        records = [await self.store.get_message(target.id, new) for _, new in pairs]
+        # One past the limit: enough for learning to know (and log) that it stopped short.
+        read = pairs[: self.settings.learn_max_messages + 1]
+        records = [await self.store.get_message(target.id, new) for _, new in read]
         await learning.on_moved(
             self.store,
             self._account.id,

@@ -231,11 +231,11 @@ async def _train_all(
 ) -> int:
     unique = _unique(records)
     if len(unique) > limit:
+        # Callers may read only limit + 1 records of a larger set: no total to report.
         _log.info(
             "learnt from the first messages only",
             account=account_id,
             learnt=limit,
-            messages=len(unique),
             setting="policy.learn_max_messages",
         )
     trained = 0

@@ -551,7 +551,10 @@ class MailAccess:
         self, source: Mailbox, uids: Sequence[int], target: Mailbox, rights: str | None = None
     ) -> None:
         """Move, and let the spam filter learn from it (into Junk: spam; out of it: ham)."""
-        records = [r for r in [await self.store.get_message(source.id, u) for u in uids] if r]
+        limit = self.services.config.policy.learn_max_messages
+        # One past the limit: enough for learning to know (and log) that it stopped short.
+        learnt = uids[: limit + 1]
+        records = [r for r in [await self.store.get_message(source.id, u) for u in learnt] if r]
         moved = await self.store.move_messages(source.id, uids, target.id, rights=rights)
         await self._watch_quota(target.account_id, moved)
         await learning.on_moved(
@@ -561,7 +564,7 @@ class MailAccess:
             target,
             records,
             hostname=self.services.hostname,
-            limit=self.services.config.policy.learn_max_messages,
+            limit=limit,
         )
 
     async def delete(self, mailbox_id: int, uids: Sequence[int]) -> None:
