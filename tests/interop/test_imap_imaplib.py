@@ -204,32 +204,35 @@ def test_imap4rev2_enable(live: LiveServer) -> None:
     imap.logout()
 
 
-@pytest.mark.listeners("imap")
-def test_move_into_and_out_of_junk_trains_the_spam_filter(live: LiveServer) -> None:
-    raw = (
-        b"From: x@example.net\r\nTo: alice@example.org\r\nSubject: cheap pills\r\n\r\nBuy now.\r\n"
-    )
+def trained(live: LiveServer) -> tuple[int, int]:
+    """Alice's own spam model: how many messages it learnt as ham and as spam."""
 
-    async def deliver_and_counts() -> None:
-        account = await live.store.get_account("alice@example.org")
-        assert account is not None
-        await live.store.deliver(raw, parse_message(raw), [DeliveryTarget(account.id)])
-
-    async def counts() -> tuple[int, int]:
+    async def go() -> tuple[int, int]:
         account = await live.store.get_account("alice@example.org")
         assert account is not None
         model, _ = await live.store.spam_model(account.id, [])
         return model.ham, model.spam
 
-    live.call(deliver_and_counts())
+    return live.call(go())
+
+
+def note(subject: str) -> bytes:
+    """A short message to Alice, told apart by its subject."""
+    head = f"From: x@example.net\r\nTo: alice@example.org\r\nSubject: {subject}\r\n"
+    return (head + "\r\nBuy now.\r\n").encode()
+
+
+@pytest.mark.listeners("imap")
+def test_move_into_and_out_of_junk_trains_the_spam_filter(live: LiveServer) -> None:
+    deliver(live, note("cheap pills"))
     imap = imaplib.IMAP4("127.0.0.1", live.port("imap"))
     imap.login("alice@example.org", PASSWORD)
     imap.select("INBOX")
     assert imap.uid("MOVE", "1", "Junk")[0] == "OK"
-    assert live.call(counts()) == (0, 1)
+    assert trained(live) == (0, 1)
     imap.select("Junk")
     assert imap.uid("MOVE", "1", "INBOX")[0] == "OK"
-    assert live.call(counts()) == (1, 0)
+    assert trained(live) == (1, 0)
     imap.logout()
 
 
@@ -237,43 +240,30 @@ def test_move_into_and_out_of_junk_trains_the_spam_filter(live: LiveServer) -> N
 def test_junk_keywords_train_the_spam_filter(live: LiveServer) -> None:
     # RFC 9051 §2.3.2's $Junk and $NotJunk, as Thunderbird and Apple Mail set them when the
     # user marks a message, moved or not.
-    async def deliver_two() -> None:
-        account = await live.store.get_account("alice@example.org")
-        assert account is not None
-        for subject in (b"cheap pills", b"minutes"):
-            raw = b"From: x@example.net\r\nTo: alice@example.org\r\nSubject: " + subject
-            raw += b"\r\n\r\nBuy now.\r\n"
-            await live.store.deliver(raw, parse_message(raw), [DeliveryTarget(account.id)])
-
-    async def counts() -> tuple[int, int]:
-        account = await live.store.get_account("alice@example.org")
-        assert account is not None
-        model, _ = await live.store.spam_model(account.id, [])
-        return model.ham, model.spam
-
-    live.call(deliver_two())
+    deliver(live, note("cheap pills"))
+    deliver(live, note("minutes"))
     imap = imaplib.IMAP4("127.0.0.1", live.port("imap"))
     imap.login("alice@example.org", PASSWORD)
     imap.select("INBOX")
     assert imap.uid("STORE", "1", "+FLAGS", "($Junk)")[0] == "OK"
-    assert live.call(counts()) == (0, 1)
+    assert trained(live) == (0, 1)
     # Set again, or then moved to Junk as well: trained once.
     assert imap.uid("STORE", "1", "+FLAGS", "($Junk)")[0] == "OK"
     assert imap.uid("COPY", "1", "Junk")[0] == "OK"
-    assert live.call(counts()) == (0, 1)
+    assert trained(live) == (0, 1)
     # Marked not spam after all: the spam training undone, the ham done (any case).
     assert imap.uid("STORE", "1", "FLAGS", "(\\Seen $notjunk)")[0] == "OK"
-    assert live.call(counts()) == (1, 0)
+    assert trained(live) == (1, 0)
     # Clearing a keyword, or setting both at once, says nothing.
     assert imap.uid("STORE", "1", "-FLAGS", "($NotJunk)")[0] == "OK"
     assert imap.uid("STORE", "2", "+FLAGS", "($Junk $NotJunk)")[0] == "OK"
     assert imap.uid("STORE", "2", "+FLAGS", "(\\Flagged)")[0] == "OK"
-    assert live.call(counts()) == (1, 0)
+    assert trained(live) == (1, 0)
     assert imap.uid("STORE", "2", "+FLAGS.SILENT", "($NotJunk)")[0] == "OK"
-    assert live.call(counts()) == (1, 0)  # already set on it: no change, nothing learnt
+    assert trained(live) == (1, 0)  # already set on it: no change, nothing learnt
     imap.uid("STORE", "2", "-FLAGS", "($Junk $NotJunk)")
     assert imap.uid("STORE", "2", "+FLAGS.SILENT", "($NotJunk)")[0] == "OK"
-    assert live.call(counts()) == (2, 0)
+    assert trained(live) == (2, 0)
     imap.logout()
 
 
@@ -286,21 +276,14 @@ def test_one_command_teaches_at_most_policy_learn_max_messages(tmp_path: Path) -
         live.add_account("alice@example.org", PASSWORD)
         for n in range(6):
             deliver(live, plain(n))
-
-        async def spam_trained() -> int:
-            account = await live.store.get_account("alice@example.org")
-            assert account is not None
-            model, _ = await live.store.spam_model(account.id, [])
-            return model.spam
-
         imap = imaplib.IMAP4("127.0.0.1", live.port("imap"))
         imap.login("alice@example.org", PASSWORD)
         imap.select("INBOX")
         assert imap.uid("STORE", "1:3", "+FLAGS.SILENT", "($Junk)")[0] == "OK"
-        assert live.call(spam_trained()) == 2  # all three marked, two learnt from
+        assert trained(live) == (0, 2)  # all three marked, two learnt from
         assert imap.uid("SEARCH", "KEYWORD", "$Junk")[1] == [b"1 2 3"]
         assert imap.uid("MOVE", "4:6", "Junk")[0] == "OK"
-        assert live.call(spam_trained()) == 4  # all three moved, two more learnt from
+        assert trained(live) == (0, 4)  # all three moved, two more learnt from
         imap.select("Junk")
         assert imap.uid("SEARCH", "ALL")[1] == [b"1 2 3"]
         imap.logout()
