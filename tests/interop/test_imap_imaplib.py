@@ -50,11 +50,13 @@ def plain(n: int) -> bytes:
     ).encode()
 
 
-def deliver(live: LiveServer, raw: bytes, mailbox: str = "INBOX") -> None:
+def deliver(
+    live: LiveServer, raw: bytes, mailbox: str = "INBOX", flags: frozenset[str] = frozenset()
+) -> None:
     async def go() -> None:
         account = await live.store.get_account("alice@example.org")
         assert account is not None
-        target = DeliveryTarget(account.id, mailbox)
+        target = DeliveryTarget(account.id, mailbox, flags)
         [result] = await live.store.deliver(raw, parse_message(raw), [target])
         assert result.record is not None
 
@@ -263,6 +265,13 @@ def test_junk_keywords_train_the_spam_filter(live: LiveServer) -> None:
     assert trained(live) == (1, 0)  # already set on it: no change, nothing learnt
     imap.uid("STORE", "2", "-FLAGS", "($Junk $NotJunk)")
     assert imap.uid("STORE", "2", "+FLAGS.SILENT", "($NotJunk)")[0] == "OK"
+    assert trained(live) == (2, 0)
+    # Mail our filter filed in Junk carries $Junk; a client marking it read by sending the
+    # whole set restates that, and the user judged nothing.
+    deliver(live, note("filed"), "Junk", frozenset({"$Junk"}))
+    imap.select("Junk")
+    [uid] = imap.uid("SEARCH", "SUBJECT", "filed")[1]
+    assert imap.uid("STORE", uid, "FLAGS", "(\\Seen $Junk)")[0] == "OK"
     assert trained(live) == (2, 0)
     imap.logout()
 

@@ -165,6 +165,23 @@ async def test_one_move_teaches_at_most_the_limit(store: SqliteStore) -> None:
     totals, _ = await store.spam_model(bob.id, [])
     assert totals == SpamCounts(0, 2)
     # The same limit for keywords; the first two are trained already, so one more is.
-    assert await learning.on_flagged(store, bob.id, {"$Junk"}, records, hostname="h", limit=3) == 1
+    changes = [(frozenset[str](), record) for record in records]
+    assert await learning.on_flagged(store, bob.id, {"$Junk"}, changes, hostname="h", limit=3) == 1
     totals, _ = await store.spam_model(bob.id, [])
     assert totals == SpamCounts(0, 3)
+
+
+async def test_a_keyword_already_set_teaches_nothing(store: SqliteStore) -> None:
+    # What a client sends to mark read a message our delivery filed in Junk with $Junk:
+    # the whole set again. It restates our judgement; the user made none.
+    bob = await store.get_account("bob@example.org")
+    assert bob is not None
+    target = DeliveryTarget(bob.id, "Junk", frozenset({"$Junk"}))
+    [delivered] = await store.deliver(MESSAGE, parse_message(MESSAGE), [target])
+    assert delivered.record is not None
+    restated = [(frozenset({"$Junk"}), delivered.record)]
+    flags = {"\\Seen", "$Junk"}
+    assert await learning.on_flagged(store, bob.id, flags, restated, hostname="h", limit=9) == 0
+    assert await store.spam_model(bob.id, []) == (SpamCounts(), {})
+    newly = [(frozenset({"\\Seen"}), delivered.record)]
+    assert await learning.on_flagged(store, bob.id, flags, newly, hostname="h", limit=9) == 1

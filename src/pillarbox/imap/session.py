@@ -1884,15 +1884,21 @@ class ImapSession:
                 unchanged_since=cmd.unchanged_since,
                 rights=limit,
             )
+            # $Junk / $NotJunk set: the spam filter learns, as from a move (.learning); what
+            # each message had before is the view's, until own_flags below.
+            judged = None if cmd.mode is FlagOp.REMOVE else learning.keyword_judgement(flags)
+            changes = [
+                (view.flags(record.uid, with_recent=False), record)
+                for record in (update.changed if judged is not None else ())
+            ]
             view.own_flags(update.changed, cmd.mode, flags, limit)
             refused = update.modified
-            if cmd.mode is not FlagOp.REMOVE and update.changed:
-                # $Junk / $NotJunk set: the spam filter learns, as from a move (.learning).
+            if changes:
                 await learning.on_flagged(
                     self.store,
                     self._account.id,
                     flags,
-                    update.changed,
+                    changes,
                     hostname=self.settings.hostname,
                     limit=self.settings.learn_max_messages,
                 )
@@ -2067,8 +2073,8 @@ class ImapSession:
         sources = [
             m for m in await self.store.list_mailboxes(self._account.id) if m.id == source_id
         ]
-        if not sources or (sources[0].special_use is None and target.special_use is None):
-            return  # neither side is Junk (or Trash): nothing to learn, no reads
+        if not sources or learning.move_judgement(sources[0], target) is None:
+            return  # nothing to learn: no reads
         # One past the limit: enough for learning to know (and log) that it stopped short.
         read = pairs[: self.settings.learn_max_messages + 1]
         records = [await self.store.get_message(target.id, new) for _, new in read]

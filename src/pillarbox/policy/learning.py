@@ -185,19 +185,27 @@ async def on_moved(
     limit: int,
 ) -> int:
     """Call after messages were moved or copied from ``source`` to ``destination``
-    (``records`` as they were in either mailbox: only their blob ids are used). Into Junk
-    trains spam, out of Junk (except into Trash) trains ham, at most ``limit`` messages;
-    returns how many were trained."""
+    (``records`` as they were in either mailbox: only their blob ids are used), at most
+    ``limit`` messages as :func:`move_judgement` says; returns how many were trained."""
+    spam = move_judgement(source, destination)
+    if spam is None:
+        return 0
+    return await _train_all(store, account_id, records, spam=spam, hostname=hostname, limit=limit)
+
+
+def move_judgement(source: Mailbox, destination: Mailbox) -> bool | None:
+    """What a move says of a message: into Junk spam (True), out of it ham (False), except
+    into Trash; otherwise nothing (None), and callers need not read the moved records."""
     into, out_of = is_junk(destination), is_junk(source)
     if into == out_of or (out_of and is_trash(destination)):
-        return 0
-    return await _train_all(store, account_id, records, spam=into, hostname=hostname, limit=limit)
+        return None
+    return into
 
 
 def keyword_judgement(flags: Iterable[str]) -> bool | None:
     """What setting ``flags`` on a message says of it: spam (True), not spam (False), or
     nothing (neither keyword, or both at once)."""
-    folded = {flag.lower() for flag in flags}
+    folded = _folded(flags)
     junk, not_junk = JUNK_KEYWORD in folded, NOT_JUNK_KEYWORD in folded
     return None if junk == not_junk else junk
 
@@ -206,18 +214,27 @@ async def on_flagged(
     store: Store,
     account_id: int,
     flags: Iterable[str],
-    records: Sequence[MessageRecord],
+    changes: Iterable[tuple[frozenset[str], MessageRecord]],
     *,
     hostname: str,
     limit: int,
 ) -> int:
-    """Call after ``flags`` were set on ``records`` (those whose flags that changed): a
-    ``$Junk`` trains them as spam, a ``$NotJunk`` as ham (:func:`keyword_judgement`), at most
-    ``limit`` messages; returns how many were trained."""
+    """Call after ``flags`` were set (added, or given as the whole set) on messages whose
+    flags changed: ``changes`` holds each one's flags before and its record after. A
+    ``$Junk`` trains as spam, a ``$NotJunk`` as ham (:func:`keyword_judgement`), only the
+    messages that did not have that keyword before: a client restating the flags it read
+    (``FLAGS (\\Seen $Junk)`` to mark read), or our own delivery's ``$Junk`` on mail it filed
+    in Junk, teaches nothing. At most ``limit`` messages; returns how many were trained."""
     spam = keyword_judgement(flags)
     if spam is None:
         return 0
-    return await _train_all(store, account_id, records, spam=spam, hostname=hostname, limit=limit)
+    keyword = JUNK_KEYWORD if spam else NOT_JUNK_KEYWORD
+    newly = [record for before, record in changes if keyword not in _folded(before)]
+    return await _train_all(store, account_id, newly, spam=spam, hostname=hostname, limit=limit)
+
+
+def _folded(flags: Iterable[str]) -> set[str]:
+    return {flag.lower() for flag in flags}
 
 
 async def _train_all(

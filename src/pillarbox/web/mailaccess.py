@@ -552,8 +552,9 @@ class MailAccess:
     ) -> None:
         """Move, and let the spam filter learn from it (into Junk: spam; out of it: ham)."""
         limit = self.services.config.policy.learn_max_messages
-        # One past the limit: enough for learning to know (and log) that it stopped short.
-        learnt = uids[: limit + 1]
+        # Nothing to learn: no reads. Else one past the limit: enough for learning to know
+        # (and log) that it stopped short.
+        learnt = uids[: limit + 1] if learning.move_judgement(source, target) is not None else []
         records = [r for r in [await self.store.get_message(source.id, u) for u in learnt] if r]
         moved = await self.store.move_messages(source.id, uids, target.id, rights=rights)
         await self._watch_quota(target.account_id, moved)
