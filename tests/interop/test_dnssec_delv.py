@@ -30,7 +30,6 @@ from dnslib.zoneresolver import ZoneResolver
 
 from pillarbox import config as cfg
 from pillarbox.dns.authoritative import DEFAULT_SOA, StaticZone, StaticZones, serve_zones
-from pillarbox.dns.hosted import ZONE_CACHE_SECONDS
 from pillarbox.dns.records import DnsRecord
 from pillarbox.dns.signing import SigningPolicy, ZoneKey, ZoneSigner, new_key_pem
 from pillarbox.testing.command import run_pillarbox
@@ -250,8 +249,11 @@ async def test_delv_rejects_expired_signatures(tmp_path: Path) -> None:
             assert "resolution failed" in report, report
 
 
+#: ``dns.zone_check_interval`` in the rollover test: how long a built zone is served, so
+#: how long each step's change takes to show (30 s by default).
+ZONE_CHECK = 3.0
 #: The longest a change to the keys takes to be served: the zones' cache, and a margin.
-ZONE_REBUILT = ZONE_CACHE_SECONDS + 15
+ZONE_REBUILT = ZONE_CHECK + 15
 
 
 class Parent:
@@ -289,7 +291,10 @@ def test_a_rollover_validates_at_every_step_from_every_ds_set(
     port = free_port("127.0.0.1")
     config = signed_config(tmp_path, port)
     config = dataclasses.replace(
-        config, dns=dataclasses.replace(config.dns, nameserver=f"127.0.0.1:{parent.port}")
+        config,
+        dns=dataclasses.replace(
+            config.dns, nameserver=f"127.0.0.1:{parent.port}", zone_check_interval=ZONE_CHECK
+        ),
     )
     (tmp_path / "pillarbox.toml").write_text(cfg.render_toml(config))
     assert run_pillarbox(tmp_path, "domain", "add", DOMAIN).returncode == 0
@@ -358,7 +363,7 @@ def test_a_rollover_validates_at_every_step_from_every_ds_set(
         assert early.returncode == 1 and "not finished (published)" in early.stderr
 
         # Step 2: the DNSKEY TTL has passed; --finish waits for the parent's new DS.
-        backdate_key(tmp_path / "data", "published", DEFAULT_SOA.ttl + ZONE_CACHE_SECONDS)
+        backdate_key(tmp_path / "data", "published", DEFAULT_SOA.ttl + ZONE_CHECK)
         parent.publish(old_ds)
         status = rollover("--status")
         assert status.returncode == 0 and f"{DOMAIN}: ready" in status.stdout, status.stdout

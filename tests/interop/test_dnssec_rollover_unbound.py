@@ -6,7 +6,8 @@ holding the old DS alone loses the zone once the old key is removed, as it shoul
 no parent shows that set, and no cache holds it).
 
 Unbound's ``cache-max-ttl`` stands in for the zones' TTLs, so "a TTL has passed" takes
-seconds here; the rollover's own waits (the DNSKEY TTL, the days a retired key stays) are
+seconds here, and ``dns.zone_check_interval`` (how long a built zone is served) is 3 s
+instead of 30; the rollover's own waits (the DNSKEY TTL, the days a retired key stays) are
 passed by moving the keys' times back in the store. ``--finish --force`` goes on without a
 parent zone (test_dnssec_delv.py covers ``--finish`` waiting for the parent). Skipped
 without Unbound.
@@ -24,7 +25,6 @@ import pytest
 
 from pillarbox import config as cfg
 from pillarbox.dns.authoritative import DEFAULT_SOA
-from pillarbox.dns.hosted import ZONE_CACHE_SECONDS
 from pillarbox.dns.resolver import DnsTemporaryError
 from pillarbox.testing.command import run_pillarbox
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
@@ -40,6 +40,8 @@ HOST = f"mail.{DOMAIN}"
 ADDRESS = "192.0.2.25"
 #: Unbound's cache-max-ttl: how long "a TTL" lasts in this test.
 TTL = 3
+#: ``dns.zone_check_interval``: how long a zone built from the store is served.
+ZONE_CHECK = 3.0
 
 
 async def answer(unbound: Unbound, name: str, rtype: str) -> str:
@@ -77,6 +79,7 @@ def test_caching_validators_stay_secure_across_a_rollover(tmp_path: Path) -> Non
             authoritative_address="127.0.0.1",
             authoritative_port=port,
             dnssec=True,
+            zone_check_interval=ZONE_CHECK,
         ),
     )
     (tmp_path / "pillarbox.toml").write_text(cfg.render_toml(config))
@@ -100,7 +103,7 @@ def test_caching_validators_stay_secure_across_a_rollover(tmp_path: Path) -> Non
         # Step 1: the next key published. The old validator keeps its cached DNSKEY RRset
         # (one key) for a while, then fetches the new one (two keys, each signing it).
         new_ds = printed_ds(rollover())[1]
-        time.sleep(ZONE_CACHE_SECONDS + TTL)  # every node serves it; every cache has it
+        time.sleep(ZONE_CHECK + TTL)  # every node serves it; every cache has it
         with (
             Unbound(tmp_path / "both", DOMAIN, [old_ds, new_ds], port, cache_max_ttl=TTL) as both,
             Unbound(tmp_path / "new", DOMAIN, [new_ds], port, cache_max_ttl=TTL) as new,
@@ -112,9 +115,9 @@ def test_caching_validators_stay_secure_across_a_rollover(tmp_path: Path) -> Non
             # Step 3: the new key signs the data (the DNSKEY TTL has passed). The validators'
             # cached DNSKEY RRsets already hold it: fresh data signed by it validates at once,
             # and so does what they cached from the old key.
-            backdate_key(data, "published", DEFAULT_SOA.ttl + ZONE_CACHE_SECONDS)
+            backdate_key(data, "published", DEFAULT_SOA.ttl + ZONE_CHECK)
             rollover("--finish", "--force")
-            time.sleep(ZONE_CACHE_SECONDS)
+            time.sleep(ZONE_CHECK)
             assert answers(validators, spf, mx, host) == secure
             time.sleep(TTL)  # everything cached has turned over: all signed by the new key
             assert answers(validators, spf, mx, host) == secure
@@ -122,7 +125,7 @@ def test_caching_validators_stay_secure_across_a_rollover(tmp_path: Path) -> Non
             # Step 4: the retired key removed. The old DS alone no longer leads anywhere
             # (no parent shows it by now); the others never notice.
             backdate_key(data, "retired", config.dns.dnssec_retire_seconds)
-            time.sleep(ZONE_CACHE_SECONDS + TTL)
+            time.sleep(ZONE_CHECK + TTL)
             assert answers(validators, spf, mx, host) == {
                 "old": {"bogus"},
                 "both": {"secure"},
