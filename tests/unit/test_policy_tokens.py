@@ -673,3 +673,14 @@ def test_address_tokens_are_kept_per_field_and_value() -> None:
     assert len(many) > ADDRESS_FIELD_KEPT_CHARS
     assert _address_tokens("cc", many) == tuple(_address_field_tokens("cc", many))
     assert _address_tokens("cc", many) is not _address_tokens("cc", many)
+
+
+def test_display_name_words_that_trim_to_nothing_give_no_token() -> None:
+    """A dash or an ampersand between a display name's words is no word of it (``from:name:``
+    alone was a token shared by unrelated senders: 10 ham and 45 spam of the spam corpus)."""
+    assert list(_address_field_tokens("from", '"Books - & - Films" <news@shop.example>')) == [
+        "from:addr:news@shop.example",
+        "from:dom:shop.example",
+        "from:name:books",
+        "from:name:films",
+    ]

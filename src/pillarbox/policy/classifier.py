@@ -223,8 +223,9 @@ def _address_field_tokens(name: str, value: str) -> Iterator[str]:
         yield from _host_tokens(f"{name}:dom", host)
         if address.name:
             display = decode_words(escaped_to_text(address.name))
-            for word in _WORD.findall(display.lower()):
-                yield f"{name}:name:{word.strip(_TRIM)}"
+            for raw_word in _WORD.findall(display.lower()):
+                if word := raw_word.strip(_TRIM):  # "-" or "&" alone names nothing
+                    yield f"{name}:name:{word}"
         elif name == "from":
             yield "from:no-display-name"
     if name in ("to", "cc"):
