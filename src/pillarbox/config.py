@@ -967,6 +967,11 @@ class PolicySection:
         "~2 ms while the command waits); the rest of a larger one are moved or marked without "
         "teaching it (logged). 0: moves and keywords teach nothing.",
     )
+    max_sender_entries: int = _f(
+        1000,
+        "Entries an account's allow and block lists hold together (every verdict for the "
+        "account reads them all).",
+    )
 
 
 MIB = 1024 * 1024
@@ -1988,6 +1993,10 @@ def _validate_policy(policy: PolicySection) -> None:
         raise ConfigError("policy.reject_threshold", "must not be below policy.junk_threshold")
     if policy.timeout <= 0:
         raise ConfigError("policy.timeout", f"must be positive, got {policy.timeout}")
+    if policy.max_sender_entries < 1:
+        raise ConfigError(
+            "policy.max_sender_entries", f"must be at least 1, got {policy.max_sender_entries}"
+        )
     if policy.learn_max_messages < 0:
         raise ConfigError(
             "policy.learn_max_messages", f"must not be negative, got {policy.learn_max_messages}"

@@ -45,7 +45,17 @@ from pillarbox.config import Config, PolicySection
 from pillarbox.dns.resolver import DnsResolver, Resolver
 from pillarbox.mail.headers import ScannedFields
 from pillarbox.mail.model import MessageInfo
-from pillarbox.policy import arc, dkim, dmarc, dmarcreport, dnsbl, reputation, rules, spf
+from pillarbox.policy import (
+    arc,
+    dkim,
+    dmarc,
+    dmarcreport,
+    dnsbl,
+    reputation,
+    rules,
+    senderlists,
+    spf,
+)
 from pillarbox.policy.authresults import AuthSummary
 from pillarbox.policy.authresults import header as auth_header
 from pillarbox.policy.classifier import (
@@ -59,7 +69,7 @@ from pillarbox.policy.failurereport import FailedMessage, FailureSink
 from pillarbox.policy.headerfacts import POINTS, header_reasons, message_facts
 from pillarbox.policy.verdict import Action, Reason, Thresholds, Verdict, decide
 from pillarbox.store.interface import Store
-from pillarbox.store.types import INBOX, Filing, SenderListEntry, SenderListKind, SpamCounts
+from pillarbox.store.types import INBOX, Filing, SenderListKind, SpamCounts
 
 #: Where spam goes (every account has it, see ``store.types.DEFAULT_MAILBOXES``).
 JUNK_MAILBOX = "Junk"
@@ -251,14 +261,6 @@ def _link_domains(tokens: Collection[str], limit: int) -> list[str]:
         if token.startswith("url:") and token.count(".") == 1 and ":" not in token[4:]:
             found.append(token[4:])
     return found[:limit]
-
-
-def _matches(entry: SenderListEntry, address: str) -> bool:
-    pattern = entry.pattern
-    if "@" in pattern:
-        return address == pattern
-    domain = address.rpartition("@")[2]
-    return domain == pattern or domain.endswith("." + pattern)
 
 
 #: Client addresses whose trust :meth:`InboundPolicy._is_trusted` keeps.
@@ -549,17 +551,16 @@ class InboundPolicy:
                 reasons += assessment.header_facts
         reasons += reputation.reasons(assessment.sender, evidence.reputation, s.reputation)
         forced, override = assessment.forced, assessment.override
-        address = assessment.sender.from_address
-        listed = [e for e in evidence.sender_entries if address and _matches(e, address)]
-        if forced is None and listed:
-            # An exact address entry wins over a domain entry.
-            entry = max(listed, key=lambda e: "@" in e.pattern)
+        entry = senderlists.chosen(evidence.sender_entries, assessment.sender.from_address)
+        if forced is None and entry is not None:
             if entry.kind is SenderListKind.BLOCK:
                 forced, override = Action.JUNK, "block-list"
                 reasons.append(Reason("BLOCK_LIST", 0.0, entry.pattern))
-            elif not _dmarc_failed(assessment):
+            elif senderlists.vouched(assessment.sender) and not _dmarc_failed(assessment):
                 forced, override = Action.INBOX, "allow-list"
                 reasons.append(Reason("ALLOW_LIST", 0.0, entry.pattern))
+            else:  # a From anyone could have written (senderlists' notes): the score decides
+                reasons.append(Reason("ALLOW_LIST_UNVERIFIED", 0.0, entry.pattern))
         return decide(
             reasons, s.thresholds, forced=forced, override=override, refusal=assessment.refusal
         )

@@ -226,6 +226,7 @@ SPAM_REASON_MEANINGS = {
     "NETWORK_HISTORY": "your history with network",
     "ALLOW_LIST": "on your allow list",
     "BLOCK_LIST": "on your block list",
+    "ALLOW_LIST_UNVERIFIED": "on your allow list, but not sent by its domain (unverified)",
     **headerfacts.MEANINGS,
 }
 #: Fields our delivery puts above the rest (RFC 5321 §4.4 trace first): an X-Pillarbox-Spam
