@@ -4,7 +4,10 @@ serving the senders' SPF, DKIM and DMARC records; mail sent with smtplib to its 
 - a message from a p=reject domain with a broken signature is refused at DATA (550);
 - spam goes to Junk, ham to INBOX, each with Authentication-Results and X-Pillarbox-Spam;
 - moving a message to Junk (IMAP MOVE, then the learning hook) makes the next similar
-  message go to Junk.
+  message go to Junk;
+- an allow entry lets spam into the INBOX only when the From domain vouched for it (here its
+  SPF passed); a domain with no SPF, or a From copied onto another envelope, gets no such
+  pass.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from pillarbox import config as cfg
-from pillarbox.policy import learning
+from pillarbox.policy import learning, senderlists
 from pillarbox.policy.learning import TrainingBatch, observe
 from pillarbox.queue.dkim import DkimAlgorithm, generate_key, public_record, sign
-from pillarbox.store.types import INBOX
+from pillarbox.store.types import INBOX, SenderListKind
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 
@@ -131,3 +134,30 @@ def test_dmarc_reject_spam_junk_ham_inbox_and_learning(server: LiveServer) -> No
     latest = mailbox(server, "Junk")[-1]
     assert b"Message-ID: <5@policy.test>" in latest
     assert b"action=junk" in latest
+
+
+def test_an_allow_entry_stands_only_for_mail_its_domain_vouches_for(server: LiveServer) -> None:
+    train_global_model(server)
+
+    async def allow() -> None:
+        account = await server.store.get_account("bob@example.org")
+        assert account is not None
+        for pattern in ("friends.test", "lottery.test"):
+            await senderlists.put(server.store, account.id, pattern, SenderListKind.ALLOW, limit=5)
+
+    server.call(allow())
+    send(server, "carol@friends.test", message("carol@friends.test", "offer", SPAMMY, 10))
+    send(server, "winner@lottery.test", message("winner@lottery.test", "offer", SPAMMY, 11))
+    send(server, "winner@lottery.test", message("carol@friends.test", "offer", SPAMMY, 12))
+    [allowed] = mailbox(server, INBOX)
+    assert b"Message-ID: <10@policy.test>" in allowed
+    assert b"spf=pass smtp.mailfrom=friends.test" in allowed
+    assert b"action=inbox; override=allow-list;" in allowed
+    assert b"ALLOW_LIST:friends.test(+0.0)" in allowed
+    # No SPF at all for lottery.test; friends.test's From over lottery.test's envelope: the
+    # entries match, nothing vouches, and the score files both in Junk.
+    unvouched = mailbox(server, "Junk")
+    assert [b"<11@policy.test>" in m for m in unvouched] == [True, False]
+    for junk, pattern in zip(unvouched, (b"lottery.test", b"friends.test"), strict=True):
+        assert b"action=junk" in junk and b"override=" not in junk
+        assert b"ALLOW_LIST_UNVERIFIED:" + pattern + b"(+0.0)" in junk

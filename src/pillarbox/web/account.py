@@ -1,6 +1,6 @@
 """Account settings: password, display name, app passwords, API tokens, vacation reply,
-forwarding, storage (quota usage, Junk and Trash retention), the time zone of the pages, and how
-to set up a mail client.
+forwarding, the spam filter's allowed and blocked senders, storage (quota usage, Junk and Trash
+retention), the time zone of the pages, and how to set up a mail client.
 The operations are shared with the JSON API."""
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from pillarbox import provisioning, retention
 from pillarbox.auth.tokens import token_digest
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
 from pillarbox.net.http import origin
+from pillarbox.policy import senderlists
 from pillarbox.services import Services
 from pillarbox.store.types import (
     CREDENTIAL_KINDS,
     Account,
     AccountSettings,
     AccountToken,
+    SenderListKind,
     TokenKind,
 )
 from pillarbox.web import identities, zone
@@ -297,6 +299,7 @@ async def render_settings(
         can_add=len(await store.list_identities(account.id)) < app.limits.max_identities,
         totp=await store.get_totp(account.id),
         quota=await store.quota_usage(account.id),
+        sender_entries=await senderlists.entries(store, account.id),
         retention=app.services.config.retention,
         quota_marks=app.services.config.quota.warning_thresholds,
         zone_names=zone.zone_names(),
@@ -368,6 +371,8 @@ async def _apply(request: Request, section: str) -> Response:
                     forward_to=field_text(form, "forward_to"),
                     keep_copy=form.get("forward_keep_copy") == "1",
                 )
+            case "senders":
+                await _apply_sender_entry(services, account, form)
             case "storage":
                 await update_retention(
                     services,
@@ -419,6 +424,20 @@ async def _apply_identity(services: Services, account: Account, form: FormData) 
         is_default=form.get("is_default") == "1",
     )
     await identities.save(services, account, identity)
+
+
+async def _apply_sender_entry(services: Services, account: Account, form: FormData) -> None:
+    """Allow, block or remove the sender the form names (:mod:`pillarbox.policy.senderlists`)."""
+    pattern = field_text(form, "pattern")
+    if field_text(form, "action") == "remove":
+        await senderlists.remove(services.store, account.id, pattern)
+        return
+    try:
+        kind = SenderListKind(field_text(form, "kind"))
+    except ValueError:
+        raise UserError("choose Allow or Block") from None
+    limit = services.config.policy.max_sender_entries
+    await senderlists.put(services.store, account.id, pattern, kind, limit=limit)
 
 
 def _now() -> float:
