@@ -3016,6 +3016,26 @@ class StoreContract:
         # Asked again (token counts now from the cache): the same answer.
         assert await store.spam_evidence(account.id, tokens, keys) == evidence
 
+    async def test_sender_entries_change_kind_and_are_removed_and_evidence_sees_it(
+        self, store: Store, account: Account
+    ) -> None:
+        """What the settings, the API and the CLI do to the lists (``policy.senderlists``),
+        seen by the next verdict's evidence at once (its kept copy is dropped)."""
+        allow, block = SenderListKind.ALLOW, SenderListKind.BLOCK
+        assert (await store.spam_evidence(account.id, [], [])).sender_entries == []
+        await store.set_sender_entry(account.id, SenderListEntry("Z.test", allow))
+        await store.set_sender_entry(account.id, SenderListEntry("a@b.test", allow))
+        await store.set_sender_entry(account.id, SenderListEntry("z.test", block))
+        listed = [SenderListEntry("a@b.test", allow), SenderListEntry("z.test", block)]
+        assert await store.list_sender_entries(account.id) == listed
+        assert (await store.spam_evidence(account.id, [], [])).sender_entries == listed
+        await store.remove_sender_entry(account.id, "A@b.test")
+        assert (await store.spam_evidence(account.id, [], [])).sender_entries == listed[1:]
+        with pytest.raises(NotFound):
+            await store.remove_sender_entry(account.id, "a@b.test")
+        with pytest.raises(NotFound):
+            await store.set_sender_entry(account.id + 10_000, SenderListEntry("x.test", block))
+
     async def test_spam_evidence_sees_training_by_another_process(
         self, store_factory: StoreFactory, store: Store, account: Account
     ) -> None:
