@@ -329,6 +329,8 @@ def test_every_member_of_an_answer_is_declared(live: LiveServer, admin: WebSessi
         ("GET", "/quota", None),
         ("GET", "/tokens", None),
         ("POST", "/tokens", {"label": "x"}),
+        ("PUT", "/sender-lists/{pattern}", {"kind": "block"}),
+        ("GET", "/sender-lists", None),
         ("GET", "/sieve/scripts", None),
         ("GET", "/sieve/scripts/{name}", None),
         ("GET", "/sieve/rules", None),
@@ -345,7 +347,7 @@ def test_every_member_of_an_answer_is_declared(live: LiveServer, admin: WebSessi
     ):
         name = "personal" if "calendars" in path else "pillarbox"
         values = {**names, "name": "example.org" if "domains" in path else name}
-        answer = admin.api(method, path.format(address=me, **values), body)
+        answer = admin.api(method, path.format(address=me, pattern="spam.test", **values), body)
         assert answer.status_code in (200, 201), (path, answer.text)
         declared = document["paths"]["/api/v1" + path][method.lower()]["responses"]
         schema = declared[str(answer.status_code)]["content"]["application/json"]["schema"]

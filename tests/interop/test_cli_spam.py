@@ -1,6 +1,7 @@
 """``pillarbox spam train`` and ``pillarbox spam evaluate`` run as an operator runs them, on
 message files the tests write: two kinds of mail with words of their own, so what the filter
-learns from one directory decides how it judges the other."""
+learns from one directory decides how it judges the other. ``allow``, ``block``, ``unlist``
+and ``lists`` run on the same sites, several patterns a run (each run starts a process)."""
 
 from __future__ import annotations
 
@@ -322,3 +323,53 @@ def test_explain_needs_a_model(tmp_path: Path, files: dict[str, Path]) -> None:
     # An account without training: no classifier verdict and no clues, said as such.
     untrained = explain(tmp_path, one, "--account", ALICE)
     assert (untrained["action"], untrained["clues"]) == ("inbox", [])
+
+
+def test_allow_block_unlist_and_list_an_accounts_senders(site: Path) -> None:
+    def spam(*args: str) -> tuple[int, list[str], str]:
+        result = run_pillarbox(site, "spam", *args)
+        return result.returncode, result.stdout.splitlines(), result.stderr
+
+    account = ("--account", ALICE.upper())  # an address in any case names the account
+    assert spam("lists", *account) == (0, ["(no entries)"], "")
+    # Stored as the verdict matches them: lowercase, a Unicode domain as its A-label.
+    assert spam("allow", "Ann@Example.org", "EXÄMPLE.net", *account) == (
+        0,
+        ["allowed ann@example.org", "allowed xn--exmple-cua.net"],
+        "",
+    )
+    # Blocking an allowed sender changes its kind; a whole suffix may be blocked.
+    assert spam("block", "ann@example.org", "@spam.test", "top", *account) == (
+        0,
+        ["blocked ann@example.org", "blocked spam.test", "blocked top"],
+        "",
+    )
+    assert spam("lists", *account)[1] == [
+        "block  ann@example.org",
+        "block  spam.test",
+        "block  top",
+        "allow  xn--exmple-cua.net",
+    ]
+    # Every pattern is read first: a typo changes nothing, not even the patterns before it.
+    code, out, err = spam("block", "new.test", "ann@[192.0.2.1]", *account)
+    assert (code, out) == (1, [])
+    assert err == "pillarbox: an address literal names no sender's domain\n"
+    # A refusal stops the run where it happens, after what was done is printed.
+    code, out, err = spam("allow", "friend.test", "co.uk", "later.test", *account)
+    assert (code, out) == (1, ["allowed friend.test"])
+    assert err == "pillarbox: co.uk is a public suffix: allow a domain or address under it\n"
+    code, out, err = spam("unlist", "SPAM.test", "top", "nobody.test", "friend.test", *account)
+    assert (code, out) == (1, ["removed spam.test", "removed top"])
+    assert err == "pillarbox: nobody.test is on neither list\n"
+    code, out, err = spam("lists", "--json", *account)
+    assert code == 0, err
+    assert json.loads("\n".join(out)) == [
+        {"pattern": "ann@example.org", "kind": "block"},
+        {"pattern": "friend.test", "kind": "allow"},
+        {"pattern": "xn--exmple-cua.net", "kind": "allow"},
+    ]
+    assert spam("unlist", "bob@example.org", "--account", "nobody@example.org") == (
+        1,
+        [],
+        "pillarbox: no account nobody@example.org\n",
+    )

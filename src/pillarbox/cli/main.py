@@ -129,7 +129,10 @@ LAZY_COMMANDS: Mapping[str, LazyCommand] = {
         "pillarbox.cli.sieve:sieve",
         "Accounts' Sieve filter scripts (what ManageSieve clients upload).",
     ),
-    "spam": LazyCommand("pillarbox.cli.spam:spam", "Train, measure and explain the spam filter."),
+    "spam": LazyCommand(
+        "pillarbox.cli.spam:spam",
+        "Train, measure and explain the spam filter; accounts' allowed and blocked senders.",
+    ),
     "store": LazyCommand(
         "pillarbox.cli.store:store",
         "The store itself: move it to another backend, expunge old Junk and Trash.",

@@ -1,5 +1,6 @@
 """``pillarbox spam train|evaluate|explain``: train the spam filter from files, measure it,
-and show why it judged one message as it did.
+and show why it judged one message as it did; ``pillarbox spam allow|block|unlist|lists``: an
+account's allow and block lists (:mod:`pillarbox.policy.senderlists`).
 
 A directory holds one message per file (``.eml``, or anything else that is a message; a
 leading mbox ``From `` line is skipped). ``train`` adds the messages to the global model, or to
@@ -13,6 +14,10 @@ neither a config file nor a server. ``explain`` judges one file the same way and
 verdict's reasons and the classifier's clues behind ``BAYES``: each token it combined, with
 its spam probability and the ham and spam messages the global and the account's model saw it
 in (what an operator reads when a user asks why a newsletter went to Junk).
+
+``allow``, ``block`` and ``unlist`` read every pattern before they change anything, so a typo
+changes nothing; then they act in the order given and stop at the first refusal (a public
+suffix allowed, the list full, an absent entry removed), having printed what they did.
 """
 
 from __future__ import annotations
@@ -31,12 +36,13 @@ import click
 from pillarbox import config as cfg
 from pillarbox.errors import NotFound, UserError
 from pillarbox.mail.parse import parse_message
+from pillarbox.policy import senderlists
 from pillarbox.policy.learning import TrainingBatch, observe
 from pillarbox.policy.pipeline import ExplainedClue, InboundPolicy, settings_from_config
 from pillarbox.policy.verdict import Action, Verdict
 from pillarbox.store.interface import Store
 from pillarbox.store.sqlite.store import SqliteStore
-from pillarbox.store.types import SpamCounts
+from pillarbox.store.types import SenderListEntry, SenderListKind, SpamCounts
 
 if TYPE_CHECKING:
     from pillarbox.cli.main import CliState
@@ -242,9 +248,7 @@ def _judging(
     config = state.load()
 
     async def go(store: Store) -> T:
-        account_id = await _account_id(store, account)
-        assert account_id is not None
-        return await work(_policy(config, store), account_id)
+        return await work(_policy(config, store), await _account_id(store, account))
 
     return run_store(config, go)
 
@@ -259,9 +263,7 @@ def _policy(config: cfg.Config, store: Store) -> InboundPolicy:
     )
 
 
-async def _account_id(store: Store, address: str | None) -> int | None:
-    if address is None:
-        return None
+async def _account_id(store: Store, address: str) -> int:
     account = await store.get_account(address.lower())
     if account is None:
         raise NotFound(f"no account {address}")
@@ -297,7 +299,7 @@ def _report(evaluation: Evaluation, as_json: bool) -> None:
 
 @click.group()
 def spam() -> None:
-    """Train, measure and explain the spam filter."""
+    """Train, measure and explain the spam filter; accounts' allowed and blocked senders."""
 
 
 @spam.command("train")
@@ -313,7 +315,7 @@ def spam_train(state: CliState, ham_dir: Path, spam_dir: Path, account: str | No
     ham, spam_files = message_files(ham_dir), message_files(spam_dir)
 
     async def go(store: Store) -> int:
-        account_id = await _account_id(store, account)
+        account_id = None if account is None else await _account_id(store, account)
         return await train_files(
             store,
             ham,
@@ -437,3 +439,80 @@ def spam_explain(
         return await explain_file(policy, account_id, message)
 
     _explain_report(message, _judging(state, train_ham, train_spam, account, work), shown, as_json)
+
+
+#: What ``allow``, ``block`` and ``unlist`` (None) print before each stored pattern.
+_DONE = {SenderListKind.ALLOW: "allowed", SenderListKind.BLOCK: "blocked", None: "removed"}
+
+
+def _change_lists(
+    state: CliState, address: str, patterns: Sequence[str], kind: SenderListKind | None
+) -> None:
+    """Put each pattern on the ``kind`` list, or take it off (None): all read first, the
+    first refusal stops (module notes)."""
+    from pillarbox.cli.main import run_store
+
+    config = state.load()
+    limit = config.policy.max_sender_entries
+    checked = [senderlists.pattern_of(p) for p in patterns]
+
+    async def go(store: Store) -> None:
+        account_id = await _account_id(store, address)
+        for pattern in checked:
+            if kind is None:
+                stored = await senderlists.remove(store, account_id, pattern)
+            else:
+                entry = await senderlists.put(store, account_id, pattern, kind, limit=limit)
+                stored = entry.pattern
+            click.echo(f"{_DONE[kind]} {stored}")
+
+    run_store(config, go)
+
+
+_PATTERNS = click.argument("patterns", metavar="PATTERN...", nargs=-1, required=True)
+_LIST_ACCOUNT = click.option(
+    "--account", "address", metavar="ADDRESS", required=True, help="Whose lists."
+)
+
+
+@spam.command("allow")
+@_PATTERNS
+@_LIST_ACCOUNT
+@click.pass_obj
+def spam_allow(state: CliState, patterns: tuple[str, ...], address: str) -> None:
+    """Allow senders: INBOX for mail their domain vouches for (SPF, DKIM or DMARC pass)."""
+    _change_lists(state, address, patterns, SenderListKind.ALLOW)
+
+
+@spam.command("block")
+@_PATTERNS
+@_LIST_ACCOUNT
+@click.pass_obj
+def spam_block(state: CliState, patterns: tuple[str, ...], address: str) -> None:
+    """Block senders (addresses or domains): their mail goes to Junk, whatever the filter says."""
+    _change_lists(state, address, patterns, SenderListKind.BLOCK)
+
+
+@spam.command("unlist")
+@_PATTERNS
+@_LIST_ACCOUNT
+@click.pass_obj
+def spam_unlist(state: CliState, patterns: tuple[str, ...], address: str) -> None:
+    """Take senders off the allow or block list: the filter judges their mail again."""
+    _change_lists(state, address, patterns, None)
+
+
+@spam.command("lists")
+@_LIST_ACCOUNT
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def spam_lists(state: CliState, address: str, as_json: bool) -> None:
+    """Print the allow and block lists (an allow entry admits only mail its domain vouches for)."""
+    from pillarbox.cli.main import emit, run_store
+
+    async def go(store: Store) -> list[SenderListEntry]:
+        return await senderlists.entries(store, await _account_id(store, address))
+
+    listed = run_store(state.load(), go)
+    lines = [f"{e.kind.value}  {e.pattern}" for e in listed] or ["(no entries)"]
+    emit([{"pattern": e.pattern, "kind": e.kind.value} for e in listed], as_json, lines)

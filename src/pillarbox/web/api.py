@@ -21,7 +21,8 @@ Implementation notes:
   admin, or a shared folder's rights do not allow it), 404 (absent — or another account's,
   indistinguishably; an id beyond 2^63-1 too), 405 (with ``Allow``), 409 (exists), 413, 429.
 - The same operations as the pages: :mod:`.mailaccess`, :mod:`.account`, :mod:`.admin`,
-  :mod:`.contacts`, :mod:`.calendarimport` (and :func:`.caldav.calendars_of`, the calendars).
+  :mod:`.contacts`, :mod:`.calendarimport` (and :func:`.caldav.calendars_of`, the calendars),
+  :mod:`pillarbox.policy.senderlists` (the allow and block lists).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from pillarbox.dns.records import DnsRecord
 from pillarbox.dns.securerecords import zone_text
 from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
 from pillarbox.observability.log import Log
-from pillarbox.policy import receivedreports
+from pillarbox.policy import receivedreports, senderlists
 from pillarbox.queue import sendlimits
 from pillarbox.sievescripts import InvalidScript
 from pillarbox.store.aclrows import canonical_rights
@@ -65,6 +66,8 @@ from pillarbox.store.types import (
     Identity,
     QuotaUsage,
     RecipientState,
+    SenderListEntry,
+    SenderListKind,
     SendingLimits,
     SieveScript,
     SortKey,
@@ -330,6 +333,10 @@ def token_json(token: AccountToken) -> JsonObject:
         "label": token.label,
         "created": token.created.isoformat(),
     }
+
+
+def sender_entry_json(entry: SenderListEntry) -> JsonObject:
+    return {"pattern": entry.pattern, "kind": entry.kind.value}
 
 
 def account_json(account: Account) -> JsonObject:
@@ -800,6 +807,27 @@ async def revoke_token(call: Call) -> object:
     return {"ok": True}
 
 
+async def list_sender_entries(call: Call) -> object:
+    listed = await senderlists.entries(call.web.services.store, call.account.id)
+    return [sender_entry_json(e) for e in listed]
+
+
+async def put_sender_entry(call: Call) -> object:
+    entry = await senderlists.put(
+        call.web.services.store,
+        call.account.id,
+        call.path("pattern"),
+        SenderListKind(call.text("kind")),  # one of them: the body was held to the document
+        limit=call.web.services.config.policy.max_sender_entries,
+    )
+    return sender_entry_json(entry)
+
+
+async def remove_sender_entry(call: Call) -> object:
+    await senderlists.remove(call.web.services.store, call.account.id, call.path("pattern"))
+    return {"ok": True}
+
+
 async def client_setup(call: Call) -> object:
     return [
         {"protocol": s.protocol, "host": s.host, "port": s.port, "security": s.security}
@@ -1256,6 +1284,14 @@ _SHORTCUTS: JsonObject = {
     "description": "the webmail's single-key shortcuts (j/k, c, /, …) are on",
 }
 
+#: SenderListEntry.kind.
+_SENDER_LIST_KIND: JsonObject = {
+    "enum": [k.value for k in SenderListKind],
+    "description": "allow: to the INBOX, whatever the filter says, when the sender's domain "
+    "vouches for the message (DMARC, or SPF or DKIM of its organizational domain, passes); "
+    "block: to Junk",
+}
+
 SCHEMAS: dict[str, JsonObject] = {
     "Error": _obj(
         {"error": STR, "line": {"type": "integer", "description": "a Sieve error's line"}},
@@ -1520,6 +1556,17 @@ SCHEMAS: dict[str, JsonObject] = {
     ),
     "Token": _obj(
         {"id": INT, "kind": {"enum": ["api", "app-password"]}, "label": STR, "created": STR}
+    ),
+    "SenderListEntry": _obj(
+        {
+            "pattern": {
+                "type": "string",
+                "description": "an address, or a domain (its subdomains too); lowercase, the "
+                "domain as its A-label",
+            },
+            "kind": _SENDER_LIST_KIND,
+        },
+        ("pattern", "kind"),
     ),
     "SieveScriptInfo": _obj(
         {
@@ -2026,6 +2073,32 @@ OPERATIONS: tuple[Operation, ...] = (
         status=201,
     ),
     Operation("DELETE", "/tokens/{token:int}", revoke_token, "Revoke a token", "account", OK),
+    Operation(
+        "GET",
+        "/sender-lists",
+        list_sender_entries,
+        "The spam filter's allowed and blocked senders, by pattern",
+        "account",
+        _list(_ref("SenderListEntry")),
+    ),
+    Operation(
+        "PUT",
+        "/sender-lists/{pattern}",
+        put_sender_entry,
+        "Allow or block a sender (an address or a domain; an entry there changes kind; at "
+        "most [policy] max_sender_entries; a public suffix is never allowed)",
+        "account",
+        _ref("SenderListEntry"),
+        _obj({"kind": _SENDER_LIST_KIND}, ("kind",)),
+    ),
+    Operation(
+        "DELETE",
+        "/sender-lists/{pattern}",
+        remove_sender_entry,
+        "Take a sender off the allow or block list",
+        "account",
+        OK,
+    ),
     Operation(
         "GET",
         "/sieve/scripts",
