@@ -25,7 +25,8 @@ ALLOW, BLOCK = SenderListKind.ALLOW, SenderListKind.BLOCK
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveServer]:
     """At most three entries; the SMTP client on loopback is a trusted relay (the lists still
-    decide; an allow entry stands, as for any sender this server did not check itself)."""
+    decide; an allow entry stands, as for any sender this server did not check itself).
+    conftest's ``alice`` logs in to it."""
     config = loopback_config(
         tmp_path / "data",
         only=("http", "smtp"),
@@ -35,14 +36,6 @@ def live(tmp_path: Path) -> Iterator[LiveServer]:
         server.add_domain("example.org")
         server.add_account(ALICE, TEST_PASSWORD)
         yield server
-
-
-@pytest.fixture
-def alice(live: LiveServer) -> Iterator[WebSession]:
-    session = WebSession(live)
-    assert session.login(ALICE).status_code == 303
-    yield session
-    session.close()
 
 
 def entries(live: LiveServer) -> list[SenderListEntry]:

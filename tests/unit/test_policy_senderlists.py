@@ -4,10 +4,8 @@ share (on SQLite; the store's own methods are in the contract suite)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
+import test_policy_learning
 
 from pillarbox.errors import NotFound, UserError
 from pillarbox.policy import senderlists
@@ -16,6 +14,8 @@ from pillarbox.store.sqlite.store import SqliteStore
 from pillarbox.store.types import SenderListEntry, SenderListKind
 
 ALLOW, BLOCK = SenderListKind.ALLOW, SenderListKind.BLOCK
+#: SQLite with the account bob@example.org.
+store = test_policy_learning.store
 
 
 @pytest.mark.parametrize(
@@ -110,16 +110,6 @@ def test_an_allow_entry_stands_for_a_from_its_domain_vouched_for(
     facts: SenderFacts, stands: bool
 ) -> None:
     assert senderlists.vouched(facts) is stands
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store.db")
-    await s.open()
-    await s.add_domain("example.org")
-    await s.add_account("bob@example.org", "!")
-    yield s
-    await s.close()
 
 
 async def test_put_changes_the_kind_and_remove_takes_the_typed_form(store: SqliteStore) -> None:
