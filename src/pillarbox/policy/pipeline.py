@@ -6,7 +6,8 @@ Implementation notes:
   assess` runs once per message: SPF (MAIL FROM, or HELO for the null sender), DKIM, ARC and
   DNSBL concurrently under one deadline, then DMARC on their results, the rules, and the
   message's tokens. :meth:`InboundPolicy.verdict` runs per recipient account: the global and
-  the account's classifier model, the account's sender reputation and allow/block lists,
+  the account's classifier model, the account's sender reputation and allow/block lists (an
+  allow entry stands only for a From its domain vouched for: :mod:`.senderlists`),
   fetched in one store round trip (``Store.spam_evidence``, whose token counts are cached
   and checked against each model's generation), summed with the message's reasons. Each
   token's clue is kept per state of the two models (:mod:`.cluecache`), so the store is asked
