@@ -896,8 +896,9 @@ class DnsSection:
     )
     notify: tuple[str, ...] = _f(
         (),
-        "Secondaries told of each new SOA serial (NOTIFY, RFC 1996; sent from "
-        "authoritative_address): 'address', 'address:port' or '[v6]:port'.",
+        "Secondaries told of each new SOA serial, and of every zone when the server starts "
+        "(NOTIFY, RFC 1996; sent from authoritative_address): 'address', 'address:port' or "
+        "'[v6]:port'.",
     )
     notify_retry_interval: float = _f(
         60.0,

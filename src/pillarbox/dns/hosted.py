@@ -308,6 +308,14 @@ class HostedZones:
                 self._on_serial_change(domain, stored.serial)
         return stored.serial
 
+    def serials(self) -> dict[str, int]:
+        """Each hosted zone's SOA serial as last built: what a NOTIFY names."""
+        return {
+            domain: int(cached.zone.soa.rdata.times[0])
+            for domain, cached in self._zones.items()
+            if cached.zone is not None
+        }
+
     async def refresh(self) -> None:
         """Build every hosted zone whose cached build expired, so a change is noticed (and
         announced) without waiting for a query to ask for the zone."""

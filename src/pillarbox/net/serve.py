@@ -387,7 +387,7 @@ class Server:
         await self.dns.start(dns.authoritative_address, dns.authoritative_port)
         self.log.info("dns listening", on=_where([(self.dns.host, self.dns.port)]))
         if self.notifier is not None:
-            context.spawn(self._watch_zones(zones), "dns-zone-watch")
+            context.spawn(self._watch_zones(zones, self.notifier), "dns-zone-watch")
         if self.acme is not None and "dns-01" in self.config.tls.acme_challenges:
             from pillarbox.dns.acmerecords import AcmeChallengeRecords
 
@@ -395,13 +395,22 @@ class Server:
                 context.store, zones, self.dns.host, self.dns.port
             )
 
-    async def _watch_zones(self, zones: HostedZones) -> None:
+    async def _watch_zones(self, zones: HostedZones, notifier: ZoneNotifier) -> None:
         """Build the hosted zones every ``dns.zone_check_interval`` whether asked for or
         not, so a change moves the serial and is announced to the secondaries (NOTIFY) even
-        while no query comes."""
+        while no query comes. After the first build every zone is announced, changed or not,
+        as BIND announces the zones it loads: a secondary that missed a NOTIFY while this
+        server was down (or its retries ran out) catches up now, not at its SOA refresh. An
+        unneeded one costs a query: a secondary told of a zone asks for its SOA and transfers
+        only a newer serial (RFC 1996 §1.2, §3)."""
+        announced = False
         while True:
             try:
                 await zones.refresh()
+                if not announced:
+                    for domain, serial in zones.serials().items():
+                        notifier.zone_changed(domain, serial)
+                    announced = True
             except StorageError as exc:  # a store hiccup: the next round retries
                 self.log.warning("zone check failed", error=str(exc))
             await asyncio.sleep(self.config.dns.zone_check_interval)
