@@ -91,6 +91,17 @@ def test_entries_added_changed_removed_and_refused(live: LiveServer, alice: WebS
     assert removed.status_code == 303
     assert [e.pattern for e in entries(live)] == ["news@shop.example", "spam.test"]
 
+    # A Unicode domain is stored as its A-label (what messages carry) and shown as typed; its
+    # Remove button names the stored form.
+    assert alice.post("/settings/senders", {"pattern": "Bücher.example", "kind": "block"})
+    assert SenderListEntry("xn--bcher-kva.example", BLOCK) in entries(live)
+    page = alice.get("/settings").text
+    assert "<td>bücher.example</td><td>Blocked</td>" in page
+    stored, named = 'value="xn--bcher-kva.example">', 'aria-label="Remove bücher.example">'
+    assert f'{stored}<button type="submit" {named}' in page
+    alice.post("/settings/senders", {"pattern": "xn--bcher-kva.example", "action": "remove"})
+    assert [e.pattern for e in entries(live)] == ["news@shop.example", "spam.test"]
+
 
 def test_the_form_without_csrf_is_refused(live: LiveServer, alice: WebSession) -> None:
     for token in (None, "not-the-token"):

@@ -511,7 +511,7 @@ def spam_lists(state: CliState, address: str, as_json: bool) -> None:
     from pillarbox.cli.main import emit, run_store
 
     async def go(store: Store) -> list[SenderListEntry]:
-        return await senderlists.entries(store, await _account_id(store, address))
+        return await store.list_sender_entries(await _account_id(store, address))
 
     listed = run_store(state.load(), go)
     lines = [f"{e.kind.value}  {e.pattern}" for e in listed] or ["(no entries)"]

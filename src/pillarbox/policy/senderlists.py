@@ -28,7 +28,7 @@ from __future__ import annotations
 import unicodedata
 
 from pillarbox.errors import InvalidName, NotFound, UserError
-from pillarbox.mail.address import domain_to_ascii, parse_address
+from pillarbox.mail.address import domain_to_ascii, domain_to_unicode, parse_address
 from pillarbox.policy.dmarc import organizational_domain
 from pillarbox.policy.reputation import SenderFacts
 from pillarbox.store.interface import Store
@@ -60,24 +60,35 @@ def pattern_of(text: str) -> str:
     return domain
 
 
-def matches(entry: SenderListEntry, address: str) -> bool:
-    """Whether ``entry`` covers the lowercase From ``address``."""
-    pattern = entry.pattern
+def _covering(address: str) -> frozenset[str]:
+    """Every pattern that covers the lowercase From ``address``: the address and its domain
+    and each parent domain, in stored form (empty for an address without a usable domain)."""
     local, _, domain = address.rpartition("@")
     if not domain.isascii():  # an SMTPUTF8 message's U-label (RFC 6532 §3.2)
         try:
             domain = domain_to_ascii(domain)
         except InvalidName:
-            return False
-    if "@" in pattern:
-        return f"{local}@{domain}" == pattern
-    return domain == pattern or domain.endswith("." + pattern)
+            return frozenset()
+    if not local or not domain:
+        return frozenset()
+    labels = domain.split(".")
+    return frozenset([f"{local}@{domain}", *(".".join(labels[i:]) for i in range(len(labels)))])
 
 
 def chosen(entries: list[SenderListEntry], address: str) -> SenderListEntry | None:
-    """The entry that decides for ``address``: an exact address before a domain."""
-    listed = [e for e in entries if address and matches(e, address)]
+    """The entry that decides for ``address``: an exact address before a domain. The address
+    is worked out once, each entry is one set look-up (a verdict runs this for every copy)."""
+    if not entries or not address:
+        return None
+    patterns = _covering(address)
+    listed = [e for e in entries if e.pattern in patterns]
     return max(listed, key=lambda e: "@" in e.pattern) if listed else None
+
+
+def shown(pattern: str) -> str:
+    """A stored pattern as a person reads it: the domain's U-labels (``bücher.example``)."""
+    local, at, domain = pattern.rpartition("@")
+    return f"{local}{at}{domain_to_unicode(domain)}"
 
 
 def vouched(sender: SenderFacts) -> bool:
@@ -87,11 +98,6 @@ def vouched(sender: SenderFacts) -> bool:
         return True
     domain = sender.from_address.rpartition("@")[2]
     return bool(domain) and organizational_domain(domain) in sender.verified_domains
-
-
-async def entries(store: Store, account_id: int) -> list[SenderListEntry]:
-    """The account's entries, ordered by pattern."""
-    return await store.list_sender_entries(account_id)
 
 
 async def put(

@@ -299,7 +299,10 @@ async def render_settings(
         can_add=len(await store.list_identities(account.id)) < app.limits.max_identities,
         totp=await store.get_totp(account.id),
         quota=await store.quota_usage(account.id),
-        sender_entries=await senderlists.entries(store, account.id),
+        sender_entries=[
+            (entry, senderlists.shown(entry.pattern))
+            for entry in await store.list_sender_entries(account.id)
+        ],
         retention=app.services.config.retention,
         quota_marks=app.services.config.quota.warning_thresholds,
         zone_names=zone.zone_names(),

@@ -808,7 +808,7 @@ async def revoke_token(call: Call) -> object:
 
 
 async def list_sender_entries(call: Call) -> object:
-    listed = await senderlists.entries(call.web.services.store, call.account.id)
+    listed = await call.web.services.store.list_sender_entries(call.account.id)
     return [sender_entry_json(e) for e in listed]
 
 
