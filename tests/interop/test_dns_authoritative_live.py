@@ -3,7 +3,6 @@ connection cap is ``dns.authoritative_max_tcp_connections``."""
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 import struct
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import dns.message
 import dns.rdatatype
 
-from pillarbox.testing.live import LiveServer, free_port, loopback_config
+from pillarbox.testing.live import LiveServer, free_port, loopback_config, serving_dns
 
 DOMAIN = "example.org"
 
@@ -27,16 +26,10 @@ def tcp_query(conn: socket.socket, name: str) -> dns.message.Message:
 
 def test_the_tcp_connection_cap_comes_from_the_config(tmp_path: Path) -> None:
     port = free_port("127.0.0.1")
-    base = loopback_config(tmp_path / "data", only=("smtp",))
-    config = dataclasses.replace(
-        base,
-        dns=dataclasses.replace(
-            base.dns,
-            authoritative_enabled=True,
-            authoritative_address="127.0.0.1",
-            authoritative_port=port,
-            authoritative_max_tcp_connections=2,
-        ),
+    config = serving_dns(
+        loopback_config(tmp_path / "data", only=("smtp",)),
+        port,
+        authoritative_max_tcp_connections=2,
     )
     with LiveServer(config) as server:
         server.add_domain(DOMAIN)

@@ -6,7 +6,6 @@ test_dns_secondaries.py) and answers each NOTIFY."""
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 import threading
 import time
@@ -18,7 +17,7 @@ import dns.opcode
 import dns.rdatatype
 import pytest
 
-from pillarbox.testing.live import LiveServer, free_port, loopback_config
+from pillarbox.testing.live import LiveServer, free_port, loopback_config, serving_dns
 
 DOMAIN = "pillarbox.test"
 
@@ -73,18 +72,12 @@ def secondary() -> Iterator[Secondary]:
 def test_every_zone_is_announced_at_start_changed_or_not(
     tmp_path: Path, secondary: Secondary
 ) -> None:
-    base = loopback_config(tmp_path / "data", only=("smtp",))
-    config = dataclasses.replace(
-        base,
-        dns=dataclasses.replace(
-            base.dns,
-            authoritative_enabled=True,
-            authoritative_address="127.0.0.1",
-            authoritative_port=free_port("127.0.0.1"),
-            notify=(f"127.0.0.1:{secondary.port}",),
-            notify_retry_interval=1.0,
-            zone_check_interval=0.5,
-        ),
+    config = serving_dns(
+        loopback_config(tmp_path / "data", only=("smtp",)),
+        free_port("127.0.0.1"),
+        notify=(f"127.0.0.1:{secondary.port}",),
+        notify_retry_interval=1.0,
+        zone_check_interval=0.5,
     )
     with LiveServer(config) as server:
         server.add_domain(DOMAIN)

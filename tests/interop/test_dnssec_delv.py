@@ -34,7 +34,7 @@ from pillarbox.dns.records import DnsRecord
 from pillarbox.dns.signing import SigningPolicy, ZoneKey, ZoneSigner, new_key_pem
 from pillarbox.testing.command import run_pillarbox
 from pillarbox.testing.dnszone import dnslib_servers
-from pillarbox.testing.live import LiveServer, free_port, loopback_config
+from pillarbox.testing.live import LiveServer, free_port, loopback_config, serving_dns
 from pillarbox.testing.polling import wait_for
 from pillarbox.testing.rollover import backdate_key, printed_ds
 from pillarbox.testing.testca import make_ca
@@ -102,20 +102,13 @@ def anchor_file(path: Path, *ds_lines: str) -> Path:
 def signed_config(tmp_path: Path, dns_port: int) -> cfg.Config:
     cert, key = make_ca(tmp_path).issue(HOST)
     base = loopback_config(tmp_path / "data", only=("smtp",))
-    return dataclasses.replace(
+    named = dataclasses.replace(
         base,
         server=dataclasses.replace(base.server, hostname=HOST),
         # A configured certificate keeps its key: dns records offers its TLSA, the DNS serves it.
         tls=cfg.TlsSection(cert=str(cert), key=str(key)),
-        dns=dataclasses.replace(
-            base.dns,
-            addresses=(ADDRESS,),
-            authoritative_enabled=True,
-            authoritative_address="127.0.0.1",
-            authoritative_port=dns_port,
-            dnssec=True,
-        ),
     )
+    return serving_dns(named, dns_port, addresses=(ADDRESS,), dnssec=True)
 
 
 def test_delv_validates_the_hosted_zone_from_the_ds_dns_records_prints(tmp_path: Path) -> None:

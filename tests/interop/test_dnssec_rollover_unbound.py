@@ -27,7 +27,7 @@ from pillarbox import config as cfg
 from pillarbox.dns.authoritative import DEFAULT_SOA
 from pillarbox.dns.resolver import DnsTemporaryError
 from pillarbox.testing.command import run_pillarbox
-from pillarbox.testing.live import LiveServer, free_port, loopback_config
+from pillarbox.testing.live import LiveServer, free_port, loopback_config, serving_dns
 from pillarbox.testing.rollover import backdate_key, printed_ds
 from pillarbox.testing.unbound import Unbound
 
@@ -69,18 +69,12 @@ def answers(validators: dict[str, Unbound], *questions: tuple[str, str]) -> dict
 def test_caching_validators_stay_secure_across_a_rollover(tmp_path: Path) -> None:
     port = free_port("127.0.0.1")
     base = loopback_config(tmp_path / "data", only=("smtp",))
-    config = dataclasses.replace(
-        base,
-        server=dataclasses.replace(base.server, hostname=HOST),
-        dns=dataclasses.replace(
-            base.dns,
-            addresses=(ADDRESS,),
-            authoritative_enabled=True,
-            authoritative_address="127.0.0.1",
-            authoritative_port=port,
-            dnssec=True,
-            zone_check_interval=ZONE_CHECK,
-        ),
+    config = serving_dns(
+        dataclasses.replace(base, server=dataclasses.replace(base.server, hostname=HOST)),
+        port,
+        addresses=(ADDRESS,),
+        dnssec=True,
+        zone_check_interval=ZONE_CHECK,
     )
     (tmp_path / "pillarbox.toml").write_text(cfg.render_toml(config))
     assert run_pillarbox(tmp_path, "domain", "add", DOMAIN).returncode == 0

@@ -118,6 +118,21 @@ def loopback_config(
     return dataclasses.replace(base, **sections)
 
 
+def serving_dns(config: cfg.Config, port: int, **dns: Any) -> cfg.Config:
+    """``config`` with its authoritative DNS server on 127.0.0.1:``port`` and the other
+    ``[dns]`` fields in ``dns``."""
+    return dataclasses.replace(
+        config,
+        dns=dataclasses.replace(
+            config.dns,
+            authoritative_enabled=True,
+            authoritative_address="127.0.0.1",
+            authoritative_port=port,
+            **dns,
+        ),
+    )
+
+
 class LiveServer:
     """``with LiveServer(config) as server:`` — started on enter, stopped gracefully on exit."""
 
