@@ -125,3 +125,35 @@ async def test_a_tsig_error_of_the_secondary_is_a_refusal(
     await notify_once(peer, "127.0.0.1")
     (line,) = caplog.records
     assert line.getMessage() == "notify refused" and line.levelno == logging.WARNING
+
+
+class _Silent(asyncio.DatagramProtocol):
+    """A secondary that counts NOTIFYs and answers none (each stays under way)."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.received += 1
+
+
+async def test_a_serial_still_being_announced_is_not_sent_twice() -> None:
+    """The announcement at start names the serial the first build may have just announced:
+    the NOTIFY under way for it stands; a newer serial supersedes it."""
+    port = free_port("127.0.0.1")
+    transport, peer = await asyncio.get_running_loop().create_datagram_endpoint(
+        _Silent, local_addr=("127.0.0.1", port)
+    )
+    notifier = ZoneNotifier([NotifyTarget("127.0.0.1", port, None)], key=None, retry_interval=30)
+    try:
+        notifier.zone_changed("a.test", 1_800_000_000)
+        await asyncio.sleep(0.2)
+        notifier.zone_changed("a.test", 1_800_000_000)
+        await asyncio.sleep(0.2)
+        assert peer.received == 1
+        notifier.zone_changed("a.test", 1_800_000_001)
+        await asyncio.sleep(0.2)
+        assert peer.received == 2
+    finally:
+        await notifier.close()
+        transport.close()

@@ -105,25 +105,32 @@ class ZoneNotifier:
         self._targets = tuple(targets)
         self._key = key
         self._retry_interval = retry_interval
-        self._sending: dict[tuple[str, NotifyTarget], asyncio.Task[None]] = {}
+        #: Per zone and target, the serial being announced and the task announcing it.
+        self._sending: dict[tuple[str, NotifyTarget], tuple[int, asyncio.Task[None]]] = {}
 
     def zone_changed(self, zone: str, serial: int) -> None:
-        """Tell every target that ``zone`` now has ``serial``."""
+        """Tell every target that ``zone`` now has ``serial`` (a target still being told of
+        that serial is left to it: the announcement at start names the serial the first
+        build may have just announced)."""
         for target in self._targets:
             previous = self._sending.pop((zone, target), None)
             if previous is not None:
-                previous.cancel()  # superseded: the secondary will fetch the newest anyway
+                if previous[0] == serial:
+                    self._sending[zone, target] = previous
+                    continue
+                previous[1].cancel()  # superseded: the secondary will fetch the newest anyway
             task = asyncio.ensure_future(self._notify(zone, serial, target))
-            self._sending[zone, target] = task
+            self._sending[zone, target] = serial, task
             task.add_done_callback(functools.partial(self._forget, (zone, target)))
 
     def _forget(self, key: tuple[str, NotifyTarget], task: asyncio.Task[None]) -> None:
-        if self._sending.get(key) is task:
+        sending = self._sending.get(key)
+        if sending is not None and sending[1] is task:
             del self._sending[key]
 
     async def close(self) -> None:
         """Stop every sending still going on."""
-        tasks = list(self._sending.values())
+        tasks = [task for _, task in self._sending.values()]
         for task in tasks:
             task.cancel()
         for task in tasks:
