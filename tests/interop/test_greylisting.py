@@ -1,7 +1,8 @@
 """Greylisting (RFC 6647) on the live MX with Python's smtplib: a new triplet is deferred with
 451 4.7.1 at RCPT, a retry before the delay too, a retry after it passes and the message is
-stored; each recipient is answered on its own; trusted clients, allow-listed senders and
-authenticated submission are never greylisted. Each decision is logged and counted.
+stored; each recipient is answered on its own; trusted clients, allow-listed senders (the
+site's, or a recipient's own) and authenticated submission are never greylisted. Each
+decision is logged and counted.
 
 The delay is a second; the client is 127.0.0.1 and ``policy.trusted_networks`` names
 127.0.0.2 only, so the same machine is a stranger or a trusted client by its source address.
@@ -19,7 +20,10 @@ from pathlib import Path
 import pytest
 
 from pillarbox import config as cfg
-from pillarbox.store.types import INBOX
+from pillarbox import provisioning
+from pillarbox.policy import senderlists
+from pillarbox.store.interface import Store
+from pillarbox.store.types import INBOX, SenderListKind
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
 from pillarbox.testing.live import LiveServer, loopback_config
 
@@ -148,3 +152,30 @@ def test_trusted_clients_allowed_senders_and_submission_are_not_greylisted(
     assert subjects(live, ALICE) == ["trusted", "partner", "submitted"]
     assert decisions(live, "allowed") == 1
     assert decisions(live, "new") == 0
+
+
+def test_a_sender_on_a_recipients_own_allow_list_is_not_greylisted(live: LiveServer) -> None:
+    """Dora allowed ``shop.example`` in her settings (the lists the verdict overrides the
+    classifier with): its mail reaches her at once, and an alias reaching her and Bob too;
+    Bob alone is greylisted as before, and so is an address Dora blocked under the domain."""
+    dora = live.add_account("dora@example.org", PASSWORD)
+
+    async def lists(store: Store) -> None:
+        await senderlists.put(store, dora.id, "shop.example", SenderListKind.ALLOW, limit=10)
+        await senderlists.put(store, dora.id, "spammy@shop.example", SenderListKind.BLOCK, limit=10)
+        await provisioning.add_alias(store, "team@example.org", ["dora@example.org", BOB])
+
+    live.with_store(lists)
+    news = "news@mail.shop.example"  # the envelope sender, under the allowed domain
+    with mx(live) as client:
+        assert client.mail(news)[0] == 250
+        assert client.rcpt("dora@example.org")[0] == 250
+        assert client.rcpt("team@example.org")[0] == 250
+        assert client.rcpt(BOB) == GREYLISTED
+        assert client.data(message("from the shop", news))[0] == 250
+        assert client.mail("spammy@shop.example")[0] == 250
+        assert client.rcpt("dora@example.org") == GREYLISTED
+    assert subjects(live, "dora@example.org") == ["from the shop"]  # one copy for both routes
+    assert subjects(live, BOB) == ["from the shop"]
+    assert decisions(live, "listed") == 2
+    assert decisions(live, "new") == 2

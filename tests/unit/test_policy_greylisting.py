@@ -19,6 +19,7 @@ from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import GREYLIST_OUTCOMES, Metrics
 from pillarbox.policy.greylisting import (
     ALLOWED,
+    LISTED,
     Greylist,
     client_network,
     prune_periodically,
@@ -136,7 +137,7 @@ def test_only_new_and_early_defer() -> None:
 
 
 def test_every_outcome_has_its_metric_series() -> None:
-    assert set(GREYLIST_OUTCOMES) == {o.value for o in GreyOutcome} | {ALLOWED}
+    assert set(GREYLIST_OUTCOMES) == {o.value for o in GreyOutcome} | {ALLOWED, LISTED}
 
 
 @pytest.mark.parametrize(
@@ -257,14 +258,14 @@ async def test_greylist_answers_per_attempt_and_a_store_failure_is_a_server_faul
     await store.open()
     try:
         bob = parse_address("bob@example.net")
-        assert await greylist.check("192.0.2.1", bob, alice, log) == replies.GREYLISTED
+        assert await greylist.check("192.0.2.1", bob, alice, (), log) == replies.GREYLISTED
         # An allowed sender domain (given as a U-label), with its subdomains: never deferred.
         news = parse_address("news@lists.xn--bcher-kva.example")
-        assert await greylist.check("192.0.2.1", news, alice, log) is None
+        assert await greylist.check("192.0.2.1", news, alice, (), log) is None
     finally:
         await store.close()
     # A closed store stands for a broken one: a temporary server fault, not a pass.
-    assert await greylist.check("192.0.2.1", bob, alice, log) == replies.LOCAL_ERROR
+    assert await greylist.check("192.0.2.1", bob, alice, (), log) == replies.LOCAL_ERROR
     counted = {
         o: metrics.registry.get_sample_value(
             "pillarbox_greylisting_decisions_total", {"outcome": o}

@@ -506,7 +506,11 @@ class _SmtpSession:
         if resolution is not None and self.greylist is not None and self.account is None:
             assert rcpt.path.mailbox is not None  # it resolved
             deferred = await self.greylist.check(
-                self.remote_ip, self.mail.path.mailbox, rcpt.path.mailbox, self.log
+                self.remote_ip,
+                self.mail.path.mailbox,
+                rcpt.path.mailbox,
+                resolution.local,
+                self.log,
             )
             if deferred is not None:
                 reply, resolution = deferred, None

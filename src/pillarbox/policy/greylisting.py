@@ -22,7 +22,12 @@ Implementation notes:
   the memory, and two attempts at once are decided one after the other.
 - **Cost to legitimate senders** (RFC 6647 §3): their first message to a recipient waits for
   their queue's retry, minutes to an hour; ``auto_allow_clients`` and the allow lists limit it
-  to the first few. A store failure answers 451 4.3.0 (a server fault, retried like the rest).
+  to the first few. A user's own allow list (:mod:`pillarbox.policy.senderlists`) counts too:
+  a sender the user asked to see is not delayed for any account the recipient reaches. It is
+  matched against the envelope sender, unauthenticated at RCPT, as ``allow_sender_domains``
+  is: forging it skips the delay, not the judgement at DATA, where an allow entry counts only
+  for mail its domain vouches for. A store failure answers 451 4.3.0 (a server fault,
+  retried like the rest).
 - Expired triplets are removed by :func:`prune_periodically` on the server loop.
 """
 
@@ -40,13 +45,17 @@ from pillarbox.mail.address import Address, domain_to_ascii
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import GREYLIST_OUTCOMES, Metrics
 from pillarbox.policy.pipeline import client_address, in_networks
+from pillarbox.policy.senderlists import chosen
+from pillarbox.queue.routing import LocalRecipient
 from pillarbox.smtp import replies
 from pillarbox.smtp.replies import Reply
 from pillarbox.store.interface import Store
-from pillarbox.store.types import GreylistRules, GreyTriplet
+from pillarbox.store.types import GreylistRules, GreyTriplet, SenderListKind
 
 #: The outcome word of a sender on ``allow_sender_domains`` (never looked up in the store).
 ALLOWED = "allowed"
+#: The outcome word of a sender on the allow list of an account the recipient reaches.
+LISTED = "listed"
 
 #: BATV (draft-levine-smtp-batv-01 §3.1): ``prvs=KDDDSSSSSS=local``, a tag per message.
 _BATV = re.compile(r"prvs=[0-9a-z]{10}=(?=.)")
@@ -127,15 +136,28 @@ class Greylist:
         domain = sender.domain
         return any(domain == d or domain.endswith(f".{d}") for d in self._domains)
 
+    async def _listed(self, sender: Address | None, owners: Sequence[LocalRecipient]) -> bool:
+        """Whether an account among ``owners`` has ``sender`` on its allow list (an exact
+        block entry for the address wins over its domain's allow entry, as in the verdict)."""
+        if sender is None:
+            return False
+        for account_id in dict.fromkeys(owner.account.id for owner in owners):
+            entry = chosen(await self._store.list_sender_entries(account_id), sender.key)
+            if entry is not None and entry.kind is SenderListKind.ALLOW:
+                return True
+        return False
+
     async def check(
         self,
         client_ip: str,
         sender: Address | None,
         recipient: Address,
+        owners: Sequence[LocalRecipient],
         log: Log,
     ) -> Reply | None:
-        """The reply deferring ``recipient`` of a transaction from ``client_ip`` by
-        ``sender``, or None when it passes; one log line and one count per decision."""
+        """The reply deferring ``recipient`` (delivered to ``owners``) of a transaction from
+        ``client_ip`` by ``sender``, or None when it passes; one log line and one count per
+        decision."""
         section = self._section
         network = client_network(client_ip, section.ipv4_prefix, section.ipv6_prefix)
         triplet = GreyTriplet(network, sender_key(sender), recipient.key)
@@ -143,6 +165,9 @@ class Greylist:
             self._record(log, ALLOWED, triplet)
             return None
         try:
+            if await self._listed(sender, owners):
+                self._record(log, LISTED, triplet)
+                return None
             outcome = await self._store.check_greylist(triplet, datetime.now(UTC), self._rules)
         except StorageError as exc:
             log.error("greylisting failed", error=str(exc), rcpt=triplet.recipient)
