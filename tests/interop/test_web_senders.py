@@ -133,8 +133,23 @@ def test_a_message_blocks_its_sender(live: LiveServer, alice: WebSession) -> Non
     form = re.search(r'<form method="post" action="/settings/senders".*?</form>', page, re.S)
     assert form is not None, page
     assert '<input type="hidden" name="pattern" value="promo@shop.example">' in form.group(0)
+    assert f'<input type="hidden" name="back" value="/mail/{box}/{uid}">' in form.group(0)
     assert 'name="kind" value="block">Block sender' in form.group(0)
-    # What the browser posts for that button.
-    blocked = alice.post("/settings/senders", {"pattern": "promo@shop.example", "kind": "block"})
-    assert blocked.headers["location"] == "/settings?saved=senders"
+    # What the browser posts for that button: back to the message, which says it was done.
+    fields = {"pattern": "promo@shop.example", "kind": "block", "back": f"/mail/{box}/{uid}"}
+    blocked = alice.post("/settings/senders", fields)
+    assert blocked.headers["location"] == f"/mail/{box}/{uid}?done=blocked"
     assert entries(live) == [SenderListEntry("promo@shop.example", BLOCK)]
+    shown = alice.get(blocked.headers["location"]).text
+    assert "Sender blocked: their mail goes to Junk from now on" in shown
+    # A page of another site, or not a mail page, is not returned to: the settings are.
+    for elsewhere in ("//evil.example/mail/1", "https://evil.example/", "/settings/tokens"):
+        fields = {"pattern": "promo@shop.example", "kind": "block", "back": elsewhere}
+        assert alice.post("/settings/senders", fields).headers["location"] == (
+            "/settings?saved=senders"
+        )
+    # A refusal shows the settings page with its reason, wherever the form came from.
+    fields = {"pattern": "ann@[192.0.2.1]", "kind": "block", "back": f"/mail/{box}/{uid}"}
+    refused = alice.post("/settings/senders", fields)
+    assert refused.status_code == 400
+    assert "an address literal names no sender" in refused.text

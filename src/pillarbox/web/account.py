@@ -45,6 +45,7 @@ from pillarbox.web.app import (
     web,
 )
 from pillarbox.web.composing import parse_people
+from pillarbox.web.mailreturn import mail_page, noticed
 
 MAX_DISPLAY_NAME = 200
 MAX_LABEL = 100
@@ -376,6 +377,9 @@ async def _apply(request: Request, section: str) -> Response:
                 )
             case "senders":
                 await _apply_sender_entry(services, account, form)
+                # "Block sender" on a message returns to it, as mail apps do.
+                if page := mail_page(field_text(form, "back")):
+                    return redirect(noticed(page, [("done", "blocked")]))
             case "storage":
                 await update_retention(
                     services,

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -62,6 +62,7 @@ from pillarbox.web.mailaccess import (
     Page,
     ThreadedPage,
 )
+from pillarbox.web.mailreturn import MAIL_PAGE, NOTICE_PARAMS, mail_page, noticed
 from pillarbox.web.reading import (
     authentication_results,
     body_parts,
@@ -99,16 +100,17 @@ _DONE = {
     "inbox": "moved to the Inbox",
     "move": "moved to {folder}",
 }
+#: Notices of an action on the message's sender, not on messages (no count).
+_DONE_SENDER = {
+    "blocked": "Sender blocked: their mail goes to Junk from now on "
+    "(Settings, “Allowed and blocked senders”, to undo).",
+}
 #: Folders of one's own messages: their list names the recipients where others name the sender.
 _OWN_MAIL = frozenset({SpecialUse.SENT, SpecialUse.DRAFTS})
 #: Folders whose "Delete" deletes for good (:meth:`MailAccess.delete`).
 _GONE_FOR_GOOD = frozenset({SpecialUse.TRASH, SpecialUse.JUNK})
 _NOTHING_SELECTED = "No message selected: tick the box beside each message to act on first."
 _NO_FOLDER = "Nothing moved: choose the folder to move to first."
-#: The folder and message pages, where sending returns to (they show its notice).
-_MAIL_PAGE = re.compile(r"/mail(?:/\d+){0,2}")
-#: Query fields of an earlier notice, dropped from the page an action returns to.
-_NOTICE_PARAMS = frozenset({"done", "count", "to", "sent", "warning", "warning_seal"})
 
 
 # -- list parameters (shared with the JSON API) ----------------------------------------------------
@@ -318,7 +320,7 @@ async def message_list(request: Request) -> Response:
         # "No messages" under "51–50 of 50".
         return redirect(f"/mail/{mailbox.id}?" + urlencode({**kept, "page": last}))
     # The page's own links (sort, view, pages) do not say again what the last action did.
-    base = {k: v for k, v in kept.items() if k not in _NOTICE_PARAMS}
+    base = {k: v for k, v in kept.items() if k not in NOTICE_PARAMS}
     folders = await access.folders()
     return app.render(
         request,
@@ -440,14 +442,7 @@ def _with_notice(back: str, done: str, count: int, target: str) -> str:
     """``back`` with the action's notice fields in its query, an earlier notice's dropped."""
     added = [("done", done)] + ([("count", str(count))] if count else [])
     added += [("to", target)] if done == "move" else []
-    return _noticed(back, added)
-
-
-def _noticed(back: str, added: list[tuple[str, str]]) -> str:
-    """``back`` with the ``added`` notice fields in its query, an earlier notice's dropped."""
-    path, _, query = back.partition("?")
-    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _NOTICE_PARAMS]
-    return f"{path}?{urlencode(kept + added)}" if kept + added else path
+    return noticed(back, added)
 
 
 def done_notice(params: Mapping[str, str], folders: list[Folder]) -> str:
@@ -457,6 +452,8 @@ def done_notice(params: Mapping[str, str], folders: list[Folder]) -> str:
         return _NOTHING_SELECTED
     if done == "nofolder":
         return _NO_FOLDER
+    if done in _DONE_SENDER:
+        return _DONE_SENDER[done]
     if (text := _DONE.get(done)) is None:
         return ""
     if done == "move":
@@ -754,8 +751,8 @@ def _came_from(request: Request) -> str:
     (the Inbox: other pages show no "Message sent." notice)."""
     referer = urlsplit(request.headers.get("referer", ""))
     same = referer.netloc == request.url.netloc and referer.scheme == request.url.scheme
-    if same and _MAIL_PAGE.fullmatch(referer.path):
-        return _noticed(f"{referer.path}?{referer.query}", [])
+    if same and MAIL_PAGE.fullmatch(referer.path):
+        return noticed(f"{referer.path}?{referer.query}", [])
     return ""
 
 
@@ -802,7 +799,7 @@ async def compose_submit(request: Request) -> Response:
     form = await posted_form(request, files=True, carry=CARRIED)
     access = await mail_access(request)
     draft = await draft_from_form(form)
-    back = _back(field_text(form, "back")) or f"/mail/{(await access.inbox()).id}"
+    back = mail_page(field_text(form, "back")) or f"/mail/{(await access.inbox()).id}"
     if field_text(form, "action") == "save":
         try:
             draft = await _saved(access, draft)
@@ -853,7 +850,7 @@ async def compose_submit(request: Request) -> Response:
             status_code=400,
         )
     notice = {"sent": "1", **sealed(request, "warning", result.warning)}
-    return redirect(_noticed(back, list(notice.items())))
+    return redirect(noticed(back, list(notice.items())))
 
 
 async def _saved(access: MailAccess, draft: Draft) -> Draft:
@@ -863,12 +860,6 @@ async def _saved(access: MailAccess, draft: Draft) -> Draft:
     saved = await access.open((await access.special(SpecialUse.DRAFTS)).id, uid)
     kept = kept_of(saved.info, f"{saved.mailbox.id}:{uid}")
     return replace(draft, draft_uid=uid, attachments=(), kept=kept)
-
-
-def _back(value: str) -> str:
-    """The page a sent message returns to: one of the mail pages the form names, else ""."""
-    path = value.partition("?")[0]
-    return value if _MAIL_PAGE.fullmatch(path) and next_target(value) == value else ""
 
 
 def routes() -> list[BaseRoute]:
