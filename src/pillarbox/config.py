@@ -905,6 +905,12 @@ class DnsSection:
         "Seconds to wait for a secondary's answer to a NOTIFY before sending it again, five "
         "times at most (RFC 1996 §3.6).",
     )
+    catalog_zone: str = _f(
+        "",
+        "Name of a catalog zone (RFC 9432) listing every hosted domain, served and transferred "
+        "like the hosted zones: a secondary set up once with it serves each domain added "
+        "later, with no change of its own (docs/dns.md). Empty: none. E.g. catalog.invalid.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1905,15 +1911,23 @@ def _validate_transfers(dns: DnsSection) -> None:
         if getattr(dns, key) <= 0:
             raise ConfigError(f"dns.{key}", f"must be positive, got {getattr(dns, key)}")
     _validate_networks("dns.transfer_allowed", dns.transfer_allowed)
-    if dns.nameservers:
+    named = [("dns.nameservers", name) for name in dns.nameservers]
+    named += [("dns.catalog_zone", dns.catalog_zone)] if dns.catalog_zone else []
+    if named:
         # Imported only then: dns.records brings the X.509 code of TLSA records, which the
         # CLI's light commands do without (tests/unit/test_cli_startup.py).
         from pillarbox.dns.records import normalise_name
-    for name in dns.nameservers:
+    for key, name in named:
         try:
             normalise_name(name)
         except InvalidName as exc:
-            raise ConfigError("dns.nameservers", str(exc)) from None
+            raise ConfigError(key, str(exc)) from None
+    if dns.catalog_zone and dns.dnssec:
+        raise ConfigError(
+            "dns.catalog_zone",
+            "a catalog zone is for secondaries, and zones signed online (dns.dnssec) are not "
+            "transferred",
+        )
     if bool(dns.transfer_tsig_key) != bool(dns.transfer_tsig_secret_file):
         raise ConfigError(
             "dns.transfer_tsig_key", "goes with dns.transfer_tsig_secret_file: set both or neither"

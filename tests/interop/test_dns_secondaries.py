@@ -82,12 +82,19 @@ def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def knot_config(root: Path, port: int, primary: int, *, key: bool = True) -> Path:
+def knot_config(
+    root: Path, port: int, primary: int, *, key: bool = True, catalog: str = ""
+) -> Path:
     """A Knot secondary for the domain on :data:`SECONDARY`:``port``, transferring from ours
-    (from its own address, ``via``, as from another host)."""
+    (from its own address, ``via``, as from another host); with ``catalog``, for that catalog
+    zone instead (RFC 9432), each member zone it lists set up as the domain's would be."""
     for name in ("run", "storage", "zones"):
         (root / name).mkdir(parents=True, exist_ok=True)
     signed = f"    key: {KEY_NAME}\n" if key else ""
+    # Every zone, a catalog's members too, takes the default template's primary and ACL.
+    zone = DOMAIN
+    if catalog:
+        zone = f"{catalog}\n    catalog-role: interpret\n    catalog-template: default"
     text = f"""\
 server:
     rundir: "{root / "run"}"
@@ -115,20 +122,29 @@ template:
     zonefile-sync: -1
     zonefile-load: none
     journal-content: none
-zone:
-  - domain: {DOMAIN}
     master: pillarbox
     acl: notify-from-pillarbox
+zone:
+  - domain: {zone}
 """
     path = root / "knot.conf"
     path.write_text(text)
     return path
 
 
-def named_config(root: Path, port: int, primary: int) -> Path:
+def named_config(root: Path, port: int, primary: int, *, catalog: str = "") -> Path:
     """BIND on 127.0.0.1:``port`` (BIND listens only on an interface's address), the zone
-    statement as docs/dns.md gives it."""
+    statement as docs/dns.md gives it; with ``catalog``, that catalog zone's instead."""
     (root / "secondary").mkdir(parents=True, exist_ok=True)
+    source = f'{PRIMARY} port {primary} key "{KEY_NAME}"'
+    zone, members = DOMAIN, ""
+    if catalog:
+        zone = catalog
+        members = f"""\
+    catalog-zones {{
+        zone "{catalog}" default-primaries {{ {source}; }} min-update-interval 1;
+    }};
+"""
     text = f"""\
 options {{
     directory "{root}";
@@ -137,13 +153,13 @@ options {{
     listen-on-v6 {{ none; }};
     recursion no;
     notify no;
-}};
+{members}}};
 controls {{ }};
 key "{KEY_NAME}" {{ algorithm hmac-sha256; secret "{SECRET}"; }};
-zone "{DOMAIN}" {{
+zone "{zone}" {{
     type secondary;
-    primaries {{ {PRIMARY} port {primary} key "{KEY_NAME}"; }};
-    file "secondary/{DOMAIN}.db";
+    primaries {{ {source}; }};
+    file "secondary/{zone}.db";
 }};
 """
     path = root / "named.conf"
@@ -156,19 +172,21 @@ Secondary = Callable[[int, int], subprocess.Popen[str]]
 
 
 @pytest.fixture
-def secondary(tmp_path: Path) -> Iterator[Callable[[str], Secondary]]:
+def secondary(tmp_path: Path) -> Iterator[Callable[..., Secondary]]:
     """``secondary("knot")`` or ``secondary("bind")``: a starter of that secondary (its config
-    from :func:`knot_config` or :func:`named_config`); each stopped at the end of the test."""
+    from :func:`knot_config` or :func:`named_config`; ``catalog=``: the catalog zone it
+    serves the members of); each stopped at the end of the test."""
     started: list[subprocess.Popen[str]] = []
 
-    def starter(kind: str) -> Secondary:
+    def starter(kind: str, catalog: str = "") -> Secondary:
         def start(port: int, primary: int) -> subprocess.Popen[str]:
             if kind == "knot":
                 assert KNOTD is not None
-                command = [KNOTD, "-c", str(knot_config(tmp_path / "knot", port, primary))]
+                conf = knot_config(tmp_path / "knot", port, primary, catalog=catalog)
+                command = [KNOTD, "-c", str(conf)]
             else:
                 assert NAMED is not None
-                conf = named_config(tmp_path / "bind", port, primary)
+                conf = named_config(tmp_path / "bind", port, primary, catalog=catalog)
                 command = [NAMED, "-g", "-c", str(conf)]
             process = subprocess.Popen(
                 command,
@@ -226,7 +244,7 @@ def primary_config(
 )
 def test_a_secondary_transfers_the_zone_and_follows_changes_by_notify(
     tmp_path: Path,
-    secondary: Callable[[str], Secondary],
+    secondary: Callable[..., Secondary],
     caplog: pytest.LogCaptureFixture,
     kind: str,
     address: str,
@@ -275,6 +293,46 @@ def test_a_secondary_transfers_the_zone_and_follows_changes_by_notify(
         time.sleep(2.5)  # five zone checks
         assert serial(ours_at) == settled == serial(theirs_at)
         assert len([r for r in caplog.records if r.name == "pillarbox.dns.notify"]) == len(notify)
+
+
+CATALOG = "catalog.invalid"
+LATER = "later.test"
+
+
+@pytest.mark.parametrize(
+    ("kind", "address"),
+    [
+        pytest.param("knot", SECONDARY, marks=needs_knot),
+        pytest.param("bind", "127.0.0.1", marks=needs_bind),
+    ],
+)
+def test_a_catalog_zone_provisions_the_hosted_domains_on_the_secondary(
+    tmp_path: Path, secondary: Callable[..., Secondary], kind: str, address: str
+) -> None:
+    """A secondary set up with our catalog zone alone (RFC 9432, ``dns.catalog_zone``) serves
+    each hosted domain, one added while it runs included (the catalog's NOTIFY, then the
+    member's transfer), and stops serving a removed one: nothing changes on the secondary."""
+    dns_port = free_port(PRIMARY)
+    their_port = free_port(address)
+    base = primary_config(tmp_path, dns_port, their_port, address)
+    config = dataclasses.replace(base, dns=dataclasses.replace(base.dns, catalog_zone=CATALOG))
+    theirs_at = (address, their_port)
+    with LiveServer(config) as server:
+        server.add_domain(DOMAIN)
+        secondary(kind, catalog=CATALOG)(their_port, dns_port)
+        wait_for(
+            lambda: answers(theirs_at, DOMAIN, "MX") == [f"10 {HOST}."], 30, "the first member"
+        )
+        server.add_domain(LATER)
+        wait_for(lambda: answers(theirs_at, LATER, "MX") == [f"10 {HOST}."], 30, "the added member")
+        assert answers(theirs_at, LATER, "TXT") == [f'"v=spf1 ip4:{ADDRESS} -all"']
+        server.call(provisioning.remove_domain(server.store, DOMAIN))
+        wait_for(
+            lambda: "status: REFUSED" in dig(theirs_at, "+comments", DOMAIN, "SOA"),
+            30,
+            "the removed member gone",
+        )
+        assert answers(theirs_at, LATER, "MX") == [f"10 {HOST}."]
 
 
 def test_dig_axfr_needs_the_key_and_an_allowed_address(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ see them; their signing key, one per domain across nodes; the mail host's TLSA r
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -286,3 +287,73 @@ async def test_the_ns_names_are_the_configured_ones_and_part_of_the_content(
         "ns2.elsewhere.example.",
     }
     assert await soa_serial(with_secondary) != before
+
+
+CATALOG = "catalog.invalid"
+
+
+def member_name(domain: str) -> str:
+    """RFC 9432 §4.3's member name, unique-N worked out with dnspython's own wire form."""
+    unique = hashlib.sha1(dns.name.from_text(domain).to_wire()).hexdigest()
+    return f"{unique}.zones.{CATALOG}"
+
+
+async def catalog_members(zones: HostedZones) -> dict[str, str]:
+    """The catalog zone as a transfer carries it: each PTR's owner and target."""
+    zone = await zones.zone_for(CATALOG)
+    assert zone is not None and zone.origin == CATALOG
+    members = {}
+    for owner, rtype, _ttl, rdatas in zone.rrsets():
+        if rtype == dns.rdatatype.PTR:
+            (rdata,) = rdatas  # §4.3: the only record of its RRset
+            members[owner] = dns.name.from_wire(rdata, 0)[0].to_text()
+    return members
+
+
+async def test_the_catalog_zone_lists_the_hosted_domains_and_follows_them(
+    store: SqliteStore,
+) -> None:
+    """RFC 9432: version 2, NS invalid., a PTR per hosted domain; a domain added or removed
+    moves the catalog's serial (and is announced), the catalog first at a refresh; the
+    members' own zones are untouched by it."""
+    clock = Clock()
+    moved: list[tuple[str, int]] = []
+    zones = HostedZones(
+        store,
+        mail_host=f"mail.{DOMAIN}",
+        catalog=CATALOG,
+        clock=clock,
+        on_serial_change=lambda zone, serial: moved.append((zone, serial)),
+    )
+    await zones.refresh()
+    assert [zone for zone, _ in moved] == [CATALOG, DOMAIN, f"sub.{DOMAIN}"]
+    assert await catalog_members(zones) == {
+        member_name(DOMAIN): f"{DOMAIN}.",
+        member_name(f"sub.{DOMAIN}"): f"sub.{DOMAIN}.",
+    }
+    version = await ask(zones, f"version.{CATALOG}", "TXT")
+    assert [b"".join(rd.strings) for rd in version.answer[0]] == [b"2"]
+    ns = await ask(zones, CATALOG, "NS")
+    assert [rd.target.to_text() for rd in ns.answer[0]] == ["invalid."]
+    first = await soa_serial(zones, CATALOG)
+    member_serial = await soa_serial(zones)
+
+    await provisioning.add_domain(store, "bücher.example")  # listed by its A-label
+    clock.now += ZONE_CACHE_SECONDS
+    await zones.refresh()
+    second = await soa_serial(zones, CATALOG)
+    assert second > first and (CATALOG, second) in moved
+    assert (await catalog_members(zones))[member_name("xn--bcher-kva.example")] == (
+        "xn--bcher-kva.example."
+    )
+    await provisioning.remove_domain(store, f"sub.{DOMAIN}")
+    clock.now += ZONE_CACHE_SECONDS
+    await zones.refresh()
+    assert member_name(f"sub.{DOMAIN}") not in await catalog_members(zones)
+    assert await soa_serial(zones, CATALOG) > second
+    assert await soa_serial(zones) == member_serial
+    # Unchanged, it keeps its serial: nothing announced for nothing.
+    announced = len(moved)
+    clock.now += ZONE_CACHE_SECONDS
+    await zones.refresh()
+    assert len(moved) == announced

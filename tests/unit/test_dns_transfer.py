@@ -429,6 +429,11 @@ def test_the_tsig_secret_is_read_from_its_file(tmp_path: Path) -> None:
         ({"authoritative_enabled": True, "dnssec": True, "notify": ["192.0.2.1"]}, "dns.notify"),
         ({"zone_check_interval": 0}, "dns.zone_check_interval"),
         ({"nameservers": ["ns 2.example"]}, "dns.nameservers"),
+        ({"catalog_zone": "catalog zone.invalid"}, "dns.catalog_zone"),
+        (
+            {"authoritative_enabled": True, "dnssec": True, "catalog_zone": "c.invalid"},
+            "dns.catalog_zone",
+        ),
     ],
 )
 def test_transfer_settings_are_checked(dns_section: dict[str, object], key: str) -> None:

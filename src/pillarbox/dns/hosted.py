@@ -33,6 +33,11 @@ node must therefore build the same zone: a node whose ``[dns]`` differs (address
 nameservers) or whose certificate gives another TLSA record moves the serial at each build,
 which the log shows as a ``zone serial moved`` line every few seconds.
 
+With ``dns.catalog_zone`` one more zone lists the hosted domains for the secondaries
+(:mod:`pillarbox.dns.catalog`, RFC 9432): built, cached, given its serial and announced as
+the hosted zones are, never signed, with no ACME challenges; built first at each refresh, so
+a secondary learns of a new domain before it is told of the domain's own zone.
+
 The DKIM records are the public halves of the stored keys: every active key, and each retired
 key for :data:`RETIRED_KEY_PUBLISHED` after its retirement, so mail signed just before a
 rotation still verifies while it is in transit or in a verifier's queue.
@@ -49,6 +54,7 @@ from datetime import UTC, datetime, timedelta
 from pillarbox.blocking import run_blocking
 from pillarbox.config import Config
 from pillarbox.dns.authoritative import DEFAULT_SOA, SoaSettings, StaticZone
+from pillarbox.dns.catalog import catalog_records
 from pillarbox.dns.cds import CdsMode, ParentSignal, parent_signal
 from pillarbox.dns.records import (
     DEFAULT_POLICY,
@@ -183,6 +189,7 @@ class HostedZones:
         cds: CdsMode = "off",
         tlsa: Callable[[], DnsRecord | None] | None = None,
         nameservers: Sequence[str] = (),
+        catalog: str = "",
         on_serial_change: Callable[[str, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -193,11 +200,13 @@ class HostedZones:
         it needs ``rollover``, for when a next key may be named); ``tlsa``: the mail
         host's TLSA record, or None when none would last (it reads the certificate: called
         off the event loop, once per zone build); ``nameservers``: the zones' NS names (empty:
-        the mail host); ``on_serial_change(domain, serial)``: called when this node's build
-        moved a zone's serial (module notes)."""
+        the mail host); ``catalog``: the catalog zone's name (lowercase A-labels; "": none);
+        ``on_serial_change(domain, serial)``: called when this node's build moved a zone's
+        serial (module notes)."""
         self._store = store
         self._mail_host = mail_host
         self._nameservers = tuple(nameservers) or (mail_host,)
+        self._catalog = catalog
         self._on_serial_change = on_serial_change
         self._addresses = tuple(addresses)
         self._policy = policy
@@ -240,6 +249,8 @@ class HostedZones:
             cached.challenges_expire = 0.0
 
     async def _zone(self, domain: str) -> StaticZone | None:
+        if domain == self._catalog:
+            return await self._catalog_zone()
         now = self._clock()
         cached = self._zones.get(domain)
         if cached is None or cached.expires <= now:
@@ -286,6 +297,20 @@ class HostedZones:
             cached.challenges_expire = now + CHALLENGE_CACHE_SECONDS
         return cached.zone
 
+    async def _catalog_zone(self) -> StaticZone:
+        """The catalog zone listing every hosted domain (module notes)."""
+        now = self._clock()
+        cached = self._zones.get(self._catalog)
+        if cached is not None and cached.zone is not None and cached.expires > now:
+            return cached.zone
+        domains = await self._store.list_domains()
+        members = [d.name for d in domains if d.name != self._catalog]
+        records = catalog_records(self._catalog, members)
+        serial = await self._serial(self._catalog, records, None, None)
+        zone = StaticZone(self._catalog, records, soa=SoaSettings(serial=serial))
+        self._zones[self._catalog] = _CachedZone(now + self._cache_seconds, records, zone=zone)
+        return zone
+
     async def _serial(
         self,
         domain: str,
@@ -318,7 +343,9 @@ class HostedZones:
 
     async def refresh(self) -> None:
         """Build every hosted zone whose cached build expired, so a change is noticed (and
-        announced) without waiting for a query to ask for the zone."""
+        announced) without waiting for a query to ask for the zone; the catalog first."""
+        if self._catalog:
+            await self._catalog_zone()
         for domain in await self._store.list_domains():
             await self._zone(domain.name)
 

@@ -33,6 +33,7 @@ from pillarbox.config import LISTENER_DOCS, Config, socket_mode
 from pillarbox.dns.authoritative import AuthoritativeServer, ServerLimits
 from pillarbox.dns.hosted import HostedZones, record_policy, rollover_timing, signing_policy
 from pillarbox.dns.notify import ZoneNotifier, notify_targets
+from pillarbox.dns.records import normalise_name
 from pillarbox.dns.transfer import ZoneTransfers, transfer_policy, tsig_key
 from pillarbox.errors import ConfigError, SchemaTooNew, StorageError, StoreInUse
 from pillarbox.net.acmefiles import lasting_tlsa
@@ -379,6 +380,7 @@ class Server:
             cds=dns.dnssec_cds,
             tlsa=lambda: lasting_tlsa(self.config),
             nameservers=dns.nameservers,
+            catalog=normalise_name(dns.catalog_zone) if dns.catalog_zone else "",
             on_serial_change=None if self.notifier is None else self.notifier.zone_changed,
         )
         transfers = ZoneTransfers(zones, transfer_policy(self.config))
