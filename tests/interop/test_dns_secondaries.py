@@ -355,6 +355,10 @@ def test_dig_axfr_needs_the_key_and_an_allowed_address(tmp_path: Path) -> None:
     wildcard = {"PILLARBOX__DNS__AUTHORITATIVE_ADDRESS": "0.0.0.0"}
     shown = run_pillarbox(tmp_path, "dns", "records", DOMAIN, env_extra=wildcard)
     assert f"; secondaries transfer {DOMAIN} from {ADDRESS} port {dns_port}" in shown.stdout
+    assert "catalog zone" not in shown.stdout
+    catalog = {**wildcard, "PILLARBOX__DNS__CATALOG_ZONE": CATALOG}
+    shown = run_pillarbox(tmp_path, "dns", "records", DOMAIN, env_extra=catalog)
+    assert f";   listed in the catalog zone {CATALOG} (RFC 9432)" in shown.stdout
     with LiveServer(config):
         good = dig(ours_at, "+comments", DOMAIN, "AXFR", *signed)
         assert "status: NOERROR" in good

@@ -144,6 +144,11 @@ def _delegation(
         )
     if section.notify:
         lines.append(f";   NOTIFY sent to: {', '.join(section.notify)}")
+    if section.catalog_zone:
+        lines.append(
+            f";   listed in the catalog zone {section.catalog_zone} (RFC 9432): a secondary "
+            "set up with it serves this domain with no change of its own"
+        )
     return lines
 
 
