@@ -10,9 +10,9 @@ with a reason):
   reads back alone to the same contact and which a store can keep (no NUL: PostgreSQL's text
   refuses it; no surrogate: not UTF-8) and a REPORT's ``address-data`` carry (an XML
   document reading back to the same text);
-* a contact that passes the web layer's check (what the store keeps), written as vCard 4.0
-  and 3.0, reads back to the same fields, and so does its kept card given a UID
-  (``with_uid``, a CardDAV PUT without one);
+* a contact that passes the one check of every way in (``checked_contact``: what the store
+  keeps), written as vCard 4.0 and 3.0, reads back to the same fields, and so does its kept
+  card given a UID (``with_uid``, a CardDAV PUT without one);
 * the kept card edited in the webmail (``revise``) reads back to the edited fields.
 """
 
@@ -26,11 +26,11 @@ import harness
 
 with atheris.instrument_imports(include=["pillarbox"]):
     from pillarbox import davxml, vcard
+    from pillarbox.addressbook import checked_contact
     from pillarbox.config import ContactsSection
     from pillarbox.errors import UserError
     from pillarbox.store.types import Contact
     from pillarbox.testing.vcards import ANDROID, OUTLOOK_2016, RICH_CARD
-    from pillarbox.web.contacts import checked_contact
 
 LIMITS = ContactsSection()
 _UPGRADED = "BEGIN:VCARD\r\nVERSION:3.0\r\n"

@@ -75,6 +75,17 @@ class StoreInUse(UserError):
     directory, or a migration under running servers (docs/upgrading.md)."""
 
 
+class BrokenOff(PillarboxError):
+    """A file streamed out cannot be finished: what it is made of went away meanwhile (a
+    calendar deleted during its export). Its first bytes are out already, so no error can
+    take its place, and it must not end as if whole. A web download's status was sent with
+    them: the web app ends the request there (:class:`pillarbox.web.app.Guard`) and the
+    connection is closed without the body's last chunk — incomplete by RFC 9112 §8, which
+    every HTTP client reports, rather than keep a file that looks whole and is not;
+    ``pillarbox export --ics`` writes no file. Not a ``UserError``: the web app's error pages
+    are for responses not yet started."""
+
+
 class ServerFault(PillarboxError):
     """Pillarbox itself failed; the operation may be retried later."""
 

@@ -21,7 +21,7 @@ from pillarbox.testing.davclient import dav_client, responses, text_of
 from pillarbox.testing.icalendars import WEEKLY
 from pillarbox.testing.live import LiveServer
 from pillarbox.testing.webclient import WebSession
-from pillarbox.web import calendarimport
+from pillarbox.transfer import ics
 
 pytestmark = pytest.mark.listeners("http", "https")
 
@@ -110,7 +110,7 @@ def test_the_export_streams_page_by_page_and_imports_back_unchanged(
     the file sent as it is written (chunked, no length). Imported back, nothing is written:
     the objects' content is what is stored, though the export wrote its own PRODID and one
     definition of a zone two phone objects each had their own of."""
-    count = calendarimport.EXPORT_PAGE + 5
+    count = ics.EXPORT_PAGE + 5
     many = PIECE_HEAD + "".join(vevent(f"e{n:03}", f"Event {n}") for n in range(count))
     assert _import(alice, many + "END:VCALENDAR\r\n").json()["imported"] == count
     other_zone = WEEKLY.replace("weekly-1", "weekly-2").replace(

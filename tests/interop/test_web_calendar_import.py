@@ -25,7 +25,7 @@ from pillarbox.testing.icalendars import WEEKLY
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.polling import wait_for
 from pillarbox.testing.webclient import WebSession, mailbox_id, special_mailbox_id
-from pillarbox.web.calendarimport import EXPORT_PAGE
+from pillarbox.transfer.ics import EXPORT_PAGE
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
@@ -190,7 +190,7 @@ def test_an_import_overwrites_nothing_a_client_wrote_meanwhile(live: LiveServer)
     A race in real time hangs on scheduling; the import's own two steps (:func:`planned`,
     :func:`written`) are the seam, called in order with a real CalDAV client's PUTs between
     them: nothing of ours is replaced."""
-    from pillarbox.web.calendarimport import import_ics, planned, written
+    from pillarbox.transfer.ics import import_ics, planned, written
 
     services = live.server.context
     assert services is not None

@@ -15,6 +15,8 @@ from pillarbox import config as cfg
 from pillarbox.cli.main import LAZY_COMMANDS, cli
 from pillarbox.store.open import server_lock
 from pillarbox.testing.command import init_site
+from pillarbox.testing.icalendars import WEEKLY
+from pillarbox.testing.vcards import RICH_CARD
 
 # What only some commands need: the PostgreSQL driver and backend, the report machinery, DKIM,
 # the web app, the provisioning layer (hashing, DKIM keys), the certificate parser, the
@@ -29,6 +31,17 @@ HEAVY = (
     "cryptography.x509",
     "icalendar",
     "pillarbox.vcard",
+)
+
+# The web app and the web modules that load it. ``import ics|vcard`` and ``export --ics|--vcard``
+# run the Calendar and Contacts pages' own imports and exports (pillarbox.transfer.ics, .vcf)
+# without them: importing them was 0.5–0.7 s of each such command.
+WEB_APP = (
+    "starlette",
+    "pillarbox.web.app",
+    "pillarbox.web.caldav",
+    "pillarbox.web.calendarimport",
+    "pillarbox.web.contacts",
 )
 
 # Runs the command in the child, as the console script would, then reports what it imported.
@@ -100,6 +113,29 @@ def test_every_lazy_command_is_found_under_its_own_name() -> None:
         assert isinstance(command, click.Command)
         assert command.name == name
     assert not set(LAZY_COMMANDS) & set(cli.commands)
+
+
+def test_calendar_and_contact_transfers_load_no_web_app(tmp_path: Path) -> None:
+    """Each command run for real (it succeeds, through the module named) and the web app never
+    loaded: what they share with the pages lives outside ``pillarbox.web``."""
+    init_site(tmp_path, "alice@example.org", "correct horse battery")
+    (tmp_path / "in.ics").write_text(WEEKLY, encoding="utf-8")
+    (tmp_path / "in.vcf").write_text(RICH_CARD, encoding="utf-8")
+    account = ("--account", "alice@example.org")
+    commands = [
+        (("import", "ics", "in.ics", *account), "pillarbox.transfer.ics"),
+        (("import", "vcard", "in.vcf", *account), "pillarbox.transfer.vcf"),
+        (("export", "--ics", "calendars", *account), "pillarbox.transfer.davfiles"),
+        (("export", "--vcard", "contacts.vcf", *account), "pillarbox.transfer.davfiles"),
+    ]
+    loaded = {}
+    for args, through in commands:
+        modules = imported_by(tmp_path, *args)
+        assert through in modules, args
+        loaded[args[:2]] = sorted(modules & set(WEB_APP))
+    assert (tmp_path / "calendars" / "personal.ics").exists()
+    assert "FN:" in (tmp_path / "contacts.vcf").read_text(encoding="utf-8")
+    assert loaded == {args[:2]: [] for args, _ in commands}
 
 
 def test_the_retention_run_loads_no_report_machinery(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from pillarbox import vcard
+from pillarbox.addressbook import checked_contact
 from pillarbox.config import ContactsSection
 from pillarbox.store.types import Contact
 from pillarbox.testing.vcards import ANDROID, ANDROID_AS_3_0, OUTLOOK_2016, OUTLOOK_AS_3_0
-from pillarbox.web.contacts import checked_contact
 
 
 def one(data: bytes) -> Contact:

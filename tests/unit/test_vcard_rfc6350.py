@@ -12,10 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pillarbox import vcard
+from pillarbox.addressbook import checked_contact
 from pillarbox.config import ContactsSection
 from pillarbox.errors import UserError
 from pillarbox.store.types import Contact
-from pillarbox.web.contacts import checked_contact, with_imported_uids
+from pillarbox.transfer.vcf import with_imported_uids
 
 UPDATED = datetime(2025, 3, 1, 9, 30, 5, tzinfo=UTC)
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pillarbox.errors import UserError
+from pillarbox.identities import with_account
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.types import Account, Identity
 from pillarbox.web.composing import (
@@ -27,7 +28,6 @@ from pillarbox.web.identities import (
     reply_to,
     sender,
     signature_block,
-    with_account,
 )
 from pillarbox.web.reading import Person
 

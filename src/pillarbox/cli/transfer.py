@@ -1,9 +1,9 @@
 """``pillarbox import …`` and ``pillarbox export …``: an account's mail in and out; ``pillarbox
 backup`` and ``restore``: the whole site (see :mod:`pillarbox.transfer.backup`).
 
-``pillarbox import ics`` and ``import vcard`` run the web's own imports
-(:mod:`pillarbox.web.calendarimport`, :func:`pillarbox.web.contacts.import_vcards`);
-``export --ics`` and ``--vcard`` write the web's own exports (:mod:`pillarbox.transfer.davfiles`).
+``pillarbox import ics`` and ``import vcard`` run the imports the Calendar and Contacts pages
+run (:mod:`pillarbox.transfer.ics`, :mod:`pillarbox.transfer.vcf`); ``export --ics`` and
+``--vcard`` write their exports (:mod:`pillarbox.transfer.davfiles`). None loads the web app.
 
 Progress goes to standard error, the summary to standard output (``--json``: one object).
 Exit 0 when every message (event, card) was imported or was there already; 1 when some failed
@@ -213,10 +213,10 @@ def import_ics(
     """Import an .ics file's events and to-dos into a calendar (one per UID; one already there
     is replaced); no invitations are sent. A calendar the account lacks is made, as a CalDAV
     client's MKCALENDAR makes one, named as the file names its calendar (else NAME)."""
+    from pillarbox.calendars import calendars_of, default_calendar
     from pillarbox.cli.main import emit
-    from pillarbox.web.caldav import calendars_of, default_calendar
-    from pillarbox.web.calendarimport import import_ics as run
-    from pillarbox.web.imported import Imported
+    from pillarbox.transfer.ics import import_ics as run
+    from pillarbox.transfer.imported import Imported
 
     config = state.load()
     data = _read_limited(path, config.calendars.max_import_bytes, "[calendars] max_import_bytes")
@@ -244,7 +244,7 @@ def import_vcard(state: CliState, path: Path, address: str, as_json: bool) -> No
     already replaces that contact (a card without one is given one derived from its text,
     so a re-run replaces it too), unless it is stored as it is: that one is left alone."""
     from pillarbox.cli.main import emit
-    from pillarbox.web.contacts import import_vcards
+    from pillarbox.transfer.vcf import import_vcards
 
     config = state.load()
     data = _read_limited(path, config.contacts.max_import_bytes, "[contacts] max_import_bytes")

@@ -727,7 +727,7 @@ class AccountSettings:
     shortcuts: bool = True
     #: The name of the calendar a client chose as the default (RFC 6638 §9.2
     #: ``schedule-default-calendar-URL``); "": the server's choice
-    #: (:func:`pillarbox.web.caldav.default_calendar`).
+    #: (:func:`pillarbox.calendars.default_calendar`).
     default_calendar: str = ""
 
 
@@ -837,7 +837,7 @@ class CalendarObject:
     updated: datetime | None = None
     #: RFC 6638 §3.2.10: the Schedule-Tag of a scheduling object resource (a quoted opaque
     #: string, :func:`new_schedule_tag`), "" for any other object. Kept as the caller gives
-    #: it: the web layer decides when it changes (:func:`pillarbox.web.caldav.schedule_tag`).
+    #: it: :func:`pillarbox.calendars.schedule_tag` decides when it changes.
     schedule_tag: str = ""
 
     @property

@@ -13,16 +13,16 @@ Layouts, as ``--mbox`` has them:
 Implementation notes:
 
 - **The web's own files**: the .ics is the Calendar page's Export
-  (:func:`pillarbox.web.calendarimport.export_ics`: streamed a page of objects at a time,
-  each VTIMEZONE once), the .vcf the Contacts page's (:func:`pillarbox.web.contacts.
-  exported_vcards`); an export imported into a fresh account gives the same objects and
-  contacts back.
+  (:class:`pillarbox.transfer.ics.IcsExport`: streamed a page of objects at a time, each
+  VTIMEZONE once), the .vcf the Contacts page's (:func:`pillarbox.transfer.vcf.
+  exported_vcards`), without the web app loaded; an export imported into a fresh account
+  gives the same objects and contacts back.
 - **Whole or not at all**: each file is written beside its name and put in place when
   complete (:class:`pillarbox.atomicfile.StagedFile`), readable by its owner only, never
   over a file there (a second export into the same place is refused, as ``--mbox`` is).
 - **Beside a running server**: the store is read as the server's own requests read it (one
   more client of SQLite's WAL, or of PostgreSQL). A calendar deleted while it is written
-  leaves no file (:class:`pillarbox.web.downloads.BrokenOff`); in a directory export, one
+  leaves no file (:class:`pillarbox.errors.BrokenOff`); in a directory export, one
   deleted before its turn is left out and named.
 """
 
@@ -35,12 +35,11 @@ from pathlib import Path
 
 from pillarbox.atomicfile import StagedFile
 from pillarbox.blocking import run_blocking
-from pillarbox.errors import NotFound, UserError
+from pillarbox.errors import BrokenOff, NotFound, UserError
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar
-from pillarbox.web.calendarimport import IcsExport
-from pillarbox.web.contacts import exported_vcards
-from pillarbox.web.downloads import BrokenOff
+from pillarbox.transfer.ics import IcsExport
+from pillarbox.transfer.vcf import exported_vcards
 
 ICS_SUFFIX = ".ics"
 

@@ -21,8 +21,10 @@ Implementation notes:
   admin, or a shared folder's rights do not allow it), 404 (absent — or another account's,
   indistinguishably; an id beyond 2^63-1 too), 405 (with ``Allow``), 409 (exists), 413, 429.
 - The same operations as the pages: :mod:`.mailaccess`, :mod:`.account`, :mod:`.admin`,
-  :mod:`.contacts`, :mod:`.calendarimport` (and :func:`.caldav.calendars_of`, the calendars),
-  :mod:`pillarbox.policy.senderlists` (the allow and block lists).
+  :mod:`.contacts`, :mod:`.calendarimport`, the .ics and .vcf files of
+  :mod:`pillarbox.transfer.ics` and :mod:`pillarbox.transfer.vcf` (and
+  :func:`pillarbox.calendars.calendars_of`, the calendars), :mod:`pillarbox.policy.senderlists`
+  (the allow and block lists).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox import ical, provisioning, retention
 from pillarbox.blocking import run_sized
+from pillarbox.calendars import calendars_of, default_calendar
 from pillarbox.config import Config, RetentionSection
 from pillarbox.dns.records import DnsRecord
 from pillarbox.dns.securerecords import zone_text
@@ -74,6 +77,7 @@ from pillarbox.store.types import (
     SpecialUse,
     TokenKind,
 )
+from pillarbox.transfer import ics, vcf
 from pillarbox.web import account as account_ops
 from pillarbox.web import admin as admin_ops
 from pillarbox.web import calendarimport, identities
@@ -86,8 +90,8 @@ from pillarbox.web.app import (
     client_ip,
     current_account,
     web,
+    within_limit,
 )
-from pillarbox.web.caldav import calendars_of, default_calendar
 from pillarbox.web.composing import Draft, Upload
 from pillarbox.web.downloads import foreign_content
 from pillarbox.web.mailaccess import Folder, MailAccess, Opened, Row, Sharing
@@ -665,7 +669,8 @@ async def import_contacts(call: Call) -> object:
     # JSON may hold a lone surrogate ("\udcfc"), which no UTF-8 encodes: passed as its
     # octets, the card holding it is skipped as not UTF-8 (a 500 before).
     data = call.text("vcard").encode("utf-8", "surrogatepass")
-    done = await contact_ops.import_vcards(call.web.services, call.account, data)
+    limit = call.web.services.config.contacts.max_import_bytes
+    done = await vcf.import_vcards(call.web.services, call.account, within_limit(data, limit))
     return done.as_json()
 
 
@@ -697,8 +702,10 @@ async def list_calendars(call: Call) -> object:
 async def import_calendar(call: Call) -> object:
     # Lone surrogates as import_contacts passes them: such a file is no UTF-8, refused (400).
     data = call.text("ics").encode("utf-8", "surrogatepass")
-    done = await calendarimport.import_ics(
-        call.web.services, call.account, call.path("name"), data, create=call.flag("create")
+    name, create = call.path("name"), call.flag("create")
+    limit = call.web.services.config.calendars.max_import_bytes
+    done = await ics.import_ics(
+        call.web.services, call.account, name, within_limit(data, limit), create=create
     )
     return done.as_json()
 

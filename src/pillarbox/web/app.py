@@ -57,7 +57,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pillarbox.auth.tokens import token_digest
 from pillarbox.config import LISTENER_DOCS, WebSection
-from pillarbox.errors import AlreadyExists, NotFound, PermissionDenied, RateLimited, UserError
+from pillarbox.errors import (
+    AlreadyExists,
+    BrokenOff,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    UserError,
+)
 from pillarbox.net.authcount import CountedAuthenticator
 from pillarbox.net.http import origin
 from pillarbox.observability.log import Log
@@ -66,7 +73,7 @@ from pillarbox.services import Services
 from pillarbox.sizes import human_size
 from pillarbox.store.aclrows import canonical_rights
 from pillarbox.store.types import Account, TokenKind
-from pillarbox.web.downloads import BROKEN_OFF_FILTER, BrokenOff, ended_broken_off
+from pillarbox.web.downloads import BROKEN_OFF_FILTER, ended_broken_off
 from pillarbox.web.loginhold import LoginHolds
 from pillarbox.web.session import (
     BACKGROUND_HEADER,
@@ -135,6 +142,15 @@ class BodyTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body over {limit} bytes")
         self.limit = limit
+
+
+def within_limit(data: bytes, limit: int) -> bytes:
+    """``data`` (a file uploaded, a JSON field's text), or :class:`BodyTooLarge` (413) past
+    ``limit`` bytes: a file's own bound, below the body's (``[calendars] max_import_bytes``,
+    ``[contacts] max_import_bytes``)."""
+    if len(data) > limit:
+        raise BodyTooLarge(limit)
+    return data
 
 
 class LoginRequired(Exception):

@@ -9,11 +9,12 @@ Implementation notes:
   An account without calendars is given one, ``personal/`` ("Calendar"), on its first
   request here; MKCALENDAR (§5.3.1) makes more, DELETE removes one (and its objects, each
   meeting as its own DELETE would: RFC 6638 §3.2.3.2) but the default one
-  (:func:`default_calendar`, ``personal`` or one a client chose, §9.2; §4.3: 403).
+  (:func:`pillarbox.calendars.default_calendar`, ``personal`` or one a client chose, §9.2;
+  §4.3: 403).
 - **Objects are kept as sent**, byte for byte (``GET`` and ``calendar-data`` answer exactly
   the PUT's body), so the ETag a PUT answers (RFC 4791 §5.3.4) is the one a GET gives — but
   for an organizer's reschedule, whose attendees' answers are reset (RFC 6638 §3.2.8,
-  :func:`_answers_reset`), and a meeting whose SCHEDULE-STATUS the server wrote
+  :func:`pillarbox.calendars.save_object`), and a meeting whose SCHEDULE-STATUS the server wrote
   (:func:`.scheduling.schedule_write`): that PUT answers no ETag (§5.3.4). It is
   checked (:func:`pillarbox.ical.read_object`, off the event loop) against RFC 4791 §4.1:
   refusals carry the §5.3.2.1 precondition — 403 for ``valid-calendar-data``,
@@ -60,16 +61,19 @@ Implementation notes:
   (same Schedule-Tag) when that changed it (:func:`.scheduling.schedule_write`, which the
   Calendar page's save shares); a message not sent is logged, the PUT still succeeds.
 - **Schedule-Tag** (RFC 6638 §3.2.10): an event the account organizes or attends (§3.1)
-  keeps a tag beside it (:func:`schedule_tag` decides when it changes: with the organizer's
-  changes, not with answers), answered in GET/HEAD/PUT's ``Schedule-Tag`` header (§8.2) and
-  the ``schedule-tag`` property (§9.3); ``If-Schedule-Tag-Match`` (§8.3) guards PUT,
-  DELETE, COPY and MOVE (the source's tag) as If-Match does (412). A MOVE to a free name
-  keeps the tag (the same resource, filed elsewhere); a COPY, or a MOVE over another
-  object, gets the tag a PUT of the same bytes there would. Objects stay as sent, so
-  answers are not merged into an organizer's PUT that matched the tag.
+  keeps a tag beside it (:func:`pillarbox.calendars.schedule_tag` decides when it changes:
+  with the organizer's changes, not with answers), answered in GET/HEAD/PUT's
+  ``Schedule-Tag`` header (§8.2) and the ``schedule-tag`` property (§9.3);
+  ``If-Schedule-Tag-Match`` (§8.3) guards PUT, DELETE, COPY and MOVE (the source's tag) as
+  If-Match does (412). A MOVE to a free name keeps the tag (the same resource, filed
+  elsewhere); a COPY, or a MOVE over another object, gets the tag a PUT of the same bytes
+  there would. Objects stay as sent, so answers are not merged into an organizer's PUT that
+  matched the tag.
 - **Elsewhere**: the scheduling inbox and outbox (RFC 6638 §2.1, §2.2; free-busy lookups of
   other accounts through the outbox, §5) are :mod:`.scheduleboxes`; the inbox stays empty
-  (invitations arrive as mail).
+  (invitations arrive as mail). What is stored of calendars and objects, whoever writes
+  (the Calendar page, an .ics import), is :mod:`pillarbox.calendars`'s: the default
+  calendar, the names, an object saved as a PUT saves it.
 """
 
 from __future__ import annotations
@@ -77,7 +81,6 @@ from __future__ import annotations
 import contextlib
 import re
 import unicodedata
-import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -89,6 +92,17 @@ from starlette.responses import Response
 
 from pillarbox import caldavxml, davxml, ical
 from pillarbox.blocking import run_blocking
+from pillarbox.calendars import (
+    MAX_DISPLAY_NAME,
+    NAME,
+    UidTaken,
+    calendars_of,
+    check_uid_free,
+    default_calendar,
+    new_calendar,
+    save_object,
+    schedule_tag,
+)
 from pillarbox.config import CalendarsSection
 from pillarbox.davxml import APPLE_ICAL, CALDAV, CALENDARSERVER, DAV, Found, element, tag
 from pillarbox.errors import (
@@ -99,9 +113,7 @@ from pillarbox.errors import (
     TooManyEntries,
 )
 from pillarbox.observability.log import Log
-from pillarbox.services import Services
-from pillarbox.store.types import Account, Calendar, CalendarObject, Member, new_schedule_tag
-from pillarbox.web import identities
+from pillarbox.store.types import Account, Calendar, CalendarObject, Member
 from pillarbox.web.app import BodyTooLarge, web
 from pillarbox.web.downloads import foreign_content
 from pillarbox.web.scheduling import schedule, schedule_write
@@ -141,13 +153,8 @@ _log = Log("web.caldav")
 WELL_KNOWN = "/.well-known/caldav"
 #: The path segment below ``/dav/`` of the calendar homes.
 SECTION = "calendars"
-DEFAULT = "personal"
-DEFAULT_NAME = "Calendar"
 CALENDAR_TYPE = "text/calendar"
-#: What a calendar's or an object's name may be: a path segment every client can write.
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=~-]{0,254}")
 COLOR = re.compile(r"#[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?")
-MAX_DISPLAY_NAME = 200
 _COLLECTION_METHODS = "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, REPORT, DELETE"
 
 
@@ -305,61 +312,17 @@ def _max_object(request: Request) -> int:
     return min(app.services.config.calendars.max_object_bytes, app.limits.max_form_bytes)
 
 
-async def default_calendar(
-    services: Services, account: Account, calendars: Sequence[Calendar]
-) -> str:
-    """The account's default calendar (RFC 6638 §4.3; the inbox's
-    ``schedule-default-calendar-URL``, §9.2) among its ``calendars``: where a new event of
-    the Calendar page or an accepted invitation goes, and the one calendar that cannot be
-    deleted. The one a client chose (a PROPPATCH of the inbox, kept in the account's
-    settings) while it exists; else ``personal``, or (an account whose ``personal`` was
-    deleted before that was refused) the first."""
-    names = [c.name for c in calendars]
-    chosen = (await services.store.get_settings(account.id)).default_calendar
-    if chosen in names:
-        return chosen
-    return DEFAULT if DEFAULT in names or not names else names[0]
-
-
 async def account_calendars(request: Request, account: Account) -> list[Calendar]:
-    """The account's calendars; an account with none is given the default one first."""
+    """The account's calendars (:func:`pillarbox.calendars.calendars_of`: an account with
+    none is given the default one first)."""
     return await calendars_of(web(request).services, account)
 
 
-async def calendars_of(services: Services, account: Account) -> list[Calendar]:
-    """:func:`account_calendars` outside a request (``pillarbox import ics``)."""
-    found = await services.store.list_calendars(account.id)
-    if found:
-        return found
-    with contextlib.suppress(AlreadyExists):  # made by a request beside this one
-        await new_calendar(services, account, Calendar(name=DEFAULT, display_name=DEFAULT_NAME))
-    return await services.store.list_calendars(account.id)
-
-
-#: Why a calendar's name (:data:`NAME`) is refused.
-NAME_RULE = "a calendar's name is letters, digits and ._@+=~- (up to 255)"
-
-
-async def new_calendar(services: Services, account: Account, calendar: Calendar) -> Calendar:
-    """Add ``calendar`` to the account's, as MKCALENDAR does (RFC 4791 §5.3.1; also the
-    default one, an .ics import into a new calendar): ``InvalidName`` for a name that is not
-    :data:`NAME`, ``AlreadyExists`` for one the account has, ``TooManyEntries`` past
-    ``[calendars] max_per_account``. Its properties are the caller's to check."""
-    if not NAME.fullmatch(calendar.name):
-        raise InvalidName(NAME_RULE)
-    return await services.store.create_calendar(
-        account.id,
-        calendar,
-        now=datetime.now(UTC),
-        limit=services.config.calendars.max_per_account,
-    )
-
-
 def free_calendar_name(title: str, taken: Collection[str]) -> str:
-    """A name (:data:`NAME`) for a new calendar a user titled ``title`` (the webmail's import
-    into a new calendar): its letters and digits in ASCII, lowercased, the rest as ``-`` (so
-    "Café & Work" is ``cafe-work``); ``calendar`` when none are left; ``-2``, ``-3``… added
-    while ``taken`` has it."""
+    """A name (:data:`pillarbox.calendars.NAME`) for a new calendar a user titled ``title``
+    (the webmail's import into a new calendar): its letters and digits in ASCII, lowercased,
+    the rest as ``-`` (so "Café & Work" is ``cafe-work``); ``calendar`` when none are left;
+    ``-2``, ``-3``… added while ``taken`` has it."""
     ascii_text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     base = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:60].strip("-")
     base = base or "calendar"
@@ -368,13 +331,6 @@ def free_calendar_name(title: str, taken: Collection[str]) -> str:
         number += 1
         name = f"{base}-{number}"
     return name
-
-
-def object_name(uid: str) -> str:
-    """The resource name of a new object: ``<UID>.ics`` when that is a safe path segment (what
-    most clients choose), else a random one."""
-    name = f"{uid}.ics"
-    return name if NAME.fullmatch(name) else f"{uuid.uuid4()}.ics"
 
 
 async def handle(request: Request, account: Account, found: Target) -> Response:
@@ -422,7 +378,7 @@ async def _on_calendar(
     request: Request, account: Account, calendar: Calendar, default: str
 ) -> Response:
     """A request on one of the account's calendars; ``default`` names its default calendar
-    (:func:`default_calendar`)."""
+    (:func:`pillarbox.calendars.default_calendar`)."""
     method = request.method
     if method == "PROPFIND":
         return await _propfind_calendar(request, account, calendar)
@@ -850,171 +806,6 @@ async def _put(request: Request, account: Account, calendar: Calendar, name: str
     return Response(status_code=204 if current is not None else 201, headers=headers)
 
 
-class UidTaken(AlreadyExists):
-    """RFC 4791 §4.1: another object of the calendar has the UID; ``holder`` is its name (None
-    when a write beside this one took the UID between the check and the save)."""
-
-    def __init__(self, holder: str | None) -> None:
-        super().__init__("another event of the calendar has the same UID")
-        self.holder = holder
-
-
-async def save_object(
-    services: Services,
-    account: Account,
-    calendar: str,
-    name: str,
-    data: bytes,
-    info: ical.ObjectInfo,
-    previous: CalendarObject | None,
-    *,
-    reply: bool = False,
-    as_given: bool = False,
-    conditional: bool = False,
-) -> CalendarObject:
-    """Store an object ``info`` was read from as ``name`` over ``previous`` (the object of
-    that name, None when new), as a PUT stores it, for the web's Calendar page and
-    invitations too (``reply``: the server applying an attendee's REPLY, see
-    :func:`schedule_tag`; ``as_given``: an import, whose file says what the answers are, so
-    a new time resets none): :class:`UidTaken` when another object holds its UID,
-    ``TooManyEntries`` past ``[calendars] max_objects``. ``conditional``: only over
-    ``previous`` as it was read (its ETag; no object of the name when None), checked by the
-    store in the write's transaction, else ``PreconditionFailed`` and nothing written — a
-    write beside this one is never overwritten unseen."""
-    store = services.store
-    if not reply and not as_given:
-        data = await _answers_reset(services, account, previous, data, info)
-    tag = await schedule_tag(services, account, previous, data, reply=reply)
-    try:
-        return await store.save_calendar_object(
-            account.id,
-            calendar,
-            _stored(name, data, info, tag),
-            now=datetime.now(UTC),
-            limit=services.config.calendars.max_objects,
-            if_match=previous.etag if conditional and previous is not None else None,
-            if_none_match=conditional and previous is None,
-        )
-    except AlreadyExists:
-        # The store refuses another object's UID (RFC 4791 §4.1): only then is its holder
-        # looked up, to be named (a write is one read fewer).
-        await _uid_free(services, account.id, calendar, info.uid, (name,))
-        raise UidTaken(None) from None
-
-
-async def move_object(
-    services: Services, account: Account, calendar: str, previous: CalendarObject,
-    target: str, data: bytes, info: ical.ObjectInfo,
-) -> CalendarObject:  # fmt: skip
-    """Move the object ``previous`` of ``calendar`` (now ``data``, which ``info`` was read from) to
-    the account's calendar ``target`` (the web's Calendar page): a tombstone in ``calendar``,
-    the object in ``target`` under the same name unless ``target`` has one of that name (then
-    a new one), all or nothing (:meth:`Store.move_calendar_object`). :class:`UidTaken` when
-    ``target`` already holds its UID (RFC 4791 §5.3.2.1 ``no-uid-conflict``),
-    ``TooManyEntries`` past ``[calendars] max_objects``."""
-    store = services.store
-    name = previous.name
-    await _uid_free(services, account.id, target, info.uid, ())
-    try:
-        await store.calendar_object(account.id, target, name)
-    except NotFound:
-        moved = name
-    else:
-        moved = f"{uuid.uuid4()}.ics"  # another object's name there: never replace it
-    data = await _answers_reset(services, account, previous, data, info)
-    tag = await schedule_tag(services, account, previous, data)
-    try:
-        return await store.move_calendar_object(
-            account.id,
-            calendar,
-            name,
-            target,
-            _stored(moved, data, info, tag),
-            now=datetime.now(UTC),
-            limit=services.config.calendars.max_objects,
-        )
-    except AlreadyExists:
-        raise UidTaken(None) from None
-
-
-async def _uid_free(
-    services: Services, account_id: int, calendar: str, uid: str, spared: tuple[str, ...]
-) -> None:
-    """RFC 4791 §4.1: :class:`UidTaken` when an object of ``calendar`` not named in ``spared``
-    (those the write replaces or removes) has ``uid``."""
-    try:
-        holder = await services.store.calendar_object_by_uid(account_id, calendar, uid)
-    except NotFound:
-        return
-    if holder.name not in spared:
-        raise UidTaken(holder.name)
-
-
-async def _answers_reset(
-    services: Services, account: Account, previous: CalendarObject | None, data: bytes,
-    info: ical.ObjectInfo,
-) -> bytes:  # fmt: skip
-    """RFC 6638 §3.2.8: what is stored of ``data`` (``info`` read from it) written over
-    ``previous``: for an event, over an event, that the account organizes, the attendees'
-    answers reset to NEEDS-ACTION where the change reschedules (:func:`pillarbox.ical.
-    rescheduled`) — they accepted another time; ``data`` as sent otherwise. Not for the
-    server applying an attendee's REPLY (no reschedule)."""
-    if previous is None or previous.component != "VEVENT" or info.component != "VEVENT":
-        return data
-    organizer = (await run_blocking(ical.organizer_of, data)).lower()
-    known = {i.address.lower() for i in await identities.identities_of(services, account)}
-    if not organizer or organizer not in known:
-        return data
-    return await run_blocking(ical.rescheduled, previous.data, data)
-
-
-def _stored(name: str, data: bytes, info: ical.ObjectInfo, tag: str) -> CalendarObject:
-    return CalendarObject(
-        name=name,
-        uid=info.uid,
-        component=info.component,
-        data=data,
-        starts=info.starts,
-        ends=info.ends,
-        schedule_tag=tag,
-    )
-
-
-async def schedule_tag(
-    services: Services,
-    account: Account,
-    previous: CalendarObject | None,
-    data: bytes,
-    *,
-    reply: bool = False,
-) -> str:
-    """The Schedule-Tag of ``data`` stored over ``previous`` (None: a new object), by RFC
-    6638 §3.2.10: "" for an object that is not a scheduling object resource of the account
-    (§3.1: an event it organizes, or one with an ORGANIZER it attends); a new tag for every
-    change the organizer makes (any write of the organizer's copy, an update of theirs
-    stored in an attendee's copy); ``previous``'s tag kept when the server applies an
-    attendee's REPLY to the organizer's copy (``reply``), and when a write of an attendee's
-    copy changes only answers (PARTSTAT, RSVP, SCHEDULE-STATUS, the stamps:
-    :func:`pillarbox.ical.scheduling_of`) — the attendee's own answer, or an organizer's
-    update that only passes on another attendee's. So an attendee's client holding the tag
-    (If-Schedule-Tag-Match) is refused only when the organizer changed the event."""
-    scheduling = await run_blocking(ical.scheduling_of, data)
-    if scheduling is None:
-        return ""
-    known = frozenset(i.address.lower() for i in await identities.identities_of(services, account))
-    if not scheduling.owned_by(known):
-        return ""
-    if previous is None or not previous.schedule_tag:
-        return new_schedule_tag()
-    if reply:
-        return previous.schedule_tag
-    if scheduling.organizer.lower() not in known:
-        before = await run_blocking(ical.scheduling_of, previous.data)
-        if before is not None and before.organized == scheduling.organized:
-            return previous.schedule_tag
-    return new_schedule_tag()
-
-
 def _uid_conflict(account: Account, calendar: Calendar, holder: str | None) -> Response:
     """RFC 4791 §5.3.2.1 ``no-uid-conflict``, naming the resource that has the UID."""
     hrefs = (
@@ -1078,7 +869,7 @@ async def _relocate(
     renamed = replace(current, id=0, name=found.name, modseq=0, updated=None, schedule_tag=tag)
     now, limit = datetime.now(UTC), app.services.config.calendars.max_objects
     try:
-        await _uid_free(app.services, account.id, into.name, current.uid, spared)
+        await check_uid_free(app.services, account.id, into.name, current.uid, spared)
         if moving:
             stored = await app.services.store.move_calendar_object(
                 account.id, calendar.name, name, into.name, renamed, now=now, limit=limit

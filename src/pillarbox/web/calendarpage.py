@@ -34,9 +34,9 @@ Implementation notes:
   identities attends, offers (ticked) to tell the organizer: a METHOD:REPLY with
   PARTSTAT=DECLINED from that identity (RFC 5546 §3.2.3, :func:`.scheduling.send_reply`),
   sent before the event is deleted; the event is deleted even when sending fails.
-- **.ics files**: the Import form and each calendar's Export link (:mod:`.calendarimport`,
-  shared with ``pillarbox import ics``): one object per UID stored as a PUT stores it, and
-  no invitation sent.
+- **.ics files**: the Import form and each calendar's Export link (:mod:`.calendarimport`;
+  :mod:`pillarbox.transfer.ics`, shared with ``pillarbox import ics``): one object per UID
+  stored as a PUT stores it, and no invitation sent.
 - **CSRF**: every form is a POST through :func:`.app.posted_form`, like the rest of the webmail.
 """
 
@@ -56,10 +56,19 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox import ical
 from pillarbox.blocking import run_blocking
+from pillarbox.calendars import (
+    MAX_DISPLAY_NAME,
+    UidTaken,
+    default_calendar,
+    move_object,
+    object_name,
+    save_object,
+)
 from pillarbox.errors import NotFound, TooManyEntries, UserError
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject, Identity
+from pillarbox.transfer.ics import import_ics
 from pillarbox.web import identities
 from pillarbox.web.app import (
     field_number,
@@ -71,18 +80,10 @@ from pillarbox.web.app import (
     unconfirmed,
     unsealed,
     web,
+    within_limit,
 )
-from pillarbox.web.caldav import (
-    MAX_DISPLAY_NAME,
-    UidTaken,
-    account_calendars,
-    default_calendar,
-    free_calendar_name,
-    move_object,
-    object_name,
-    save_object,
-)
-from pillarbox.web.calendarimport import export_download, import_ics
+from pillarbox.web.caldav import account_calendars, free_calendar_name
+from pillarbox.web.calendarimport import export_download
 from pillarbox.web.scheduling import (
     Meeting,
     attendees_field,
@@ -280,7 +281,7 @@ async def move_event(
     data: bytes,
 ) -> CalendarObject:  # fmt: skip
     """Move the object ``current`` (now ``data``, checked as :func:`store_event` checks it) from
-    ``calendar`` to the account's calendar ``target`` (:func:`.caldav.move_object`: a
+    ``calendar`` to the account's calendar ``target`` (:func:`pillarbox.calendars.move_object`: a
     tombstone left, the UID kept); ``UserError`` when ``target`` holds its UID already (RFC
     4791 §5.3.2.1 no-uid-conflict) or is full."""
     info = await _checked(services, data)
@@ -623,7 +624,7 @@ MAX_REASONS_TEXT = 1500
 async def import_page(request: Request) -> Response:
     """Import an .ics file into the chosen calendar, or a new one of the name typed (made
     as MKCALENDAR makes one, named after it: :func:`.caldav.free_calendar_name`)
-    (:mod:`.calendarimport`: nothing is sent); the page then says how many were imported
+    (:mod:`pillarbox.transfer.ics`: nothing is sent); the page then says how many were imported
     and skipped, and why."""
     app = web(request)
     account = await require_account(request)
@@ -631,21 +632,27 @@ async def import_page(request: Request) -> Response:
     upload = form.get("file")
     if not isinstance(upload, UploadFile) or not upload.filename:
         return await _render(request, account, import_error="choose an .ics file", status_code=400)
-    data = await upload.read(app.services.config.calendars.max_import_bytes + 1)
+    limit = app.services.config.calendars.max_import_bytes
+    data = await upload.read(limit + 1)
     calendar, title = field_text(form, "calendar"), field_text(form, "new_calendar").strip()
     try:
         if calendar and title:
             # Either may be what the user meant: neither is guessed.
             raise UserError(f"to import into a new calendar {title!r}, choose “A new calendar”")
         if calendar:
-            done = await import_ics(app.services, account, calendar, data)
+            done = await import_ics(app.services, account, calendar, within_limit(data, limit))
         elif not title:
             raise UserError("name the new calendar")
         else:
             taken = {c.name for c in await account_calendars(request, account)}
             calendar = free_calendar_name(title, taken)
             done = await import_ics(
-                app.services, account, calendar, data, create=True, display_name=title
+                app.services,
+                account,
+                calendar,
+                within_limit(data, limit),
+                create=True,
+                display_name=title,
             )
     except UserError as exc:
         return await _render(request, account, import_error=str(exc), status_code=400)

@@ -57,12 +57,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pillarbox import davxml, vcard
+from pillarbox.addressbook import card_limit
 from pillarbox.davxml import CALENDARSERVER, CARDDAV, DAV, Found, element, tag
 from pillarbox.errors import NotFound, TooManyEntries, UserError
 from pillarbox.observability.log import Log
 from pillarbox.store.types import Account, Contact, Member
 from pillarbox.web.app import web
-from pillarbox.web.contacts import card_limit, save
+from pillarbox.web.contacts import save
 from pillarbox.web.downloads import foreign_content
 from pillarbox.web.webdav import (
     FINITE_DEPTH,

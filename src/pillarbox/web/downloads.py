@@ -17,7 +17,6 @@ from urllib.parse import quote
 
 from starlette.responses import Response
 
-from pillarbox.errors import PillarboxError
 from pillarbox.mail.decode import printable
 
 #: Nothing loads, and a browser that renders it anyway runs it sandboxed: an opaque origin,
@@ -26,16 +25,8 @@ from pillarbox.mail.decode import printable
 CONTENT_CSP = "default-src 'none'; sandbox"
 
 
-class BrokenOff(PillarboxError):
-    """A streamed download cannot be finished (what it is made of went away meanwhile).
-    Its status was sent with its first bytes, so no error response can follow: the web app
-    ends the request there (:class:`pillarbox.web.app.Guard`) and the connection is closed
-    without the body's last chunk — incomplete by RFC 9112 §8, which every HTTP client
-    reports, rather than keep a file that looks whole and is not. Not a ``UserError``: the
-    app's error pages are for responses not yet started."""
-
-
-#: Set in the request's task when the app ends a download with :class:`BrokenOff`.
+#: Set in the request's task when the app ends a download with
+#: :class:`pillarbox.errors.BrokenOff`.
 _broken_off: ContextVar[bool] = ContextVar("pillarbox_broken_off", default=False)
 
 #: What uvicorn logs at ERROR for any response an app leaves unfinished.
@@ -49,10 +40,10 @@ def ended_broken_off() -> None:
 
 class BrokenOffFilter(logging.Filter):
     """Drops uvicorn's ERROR line about an unfinished response when it is one we ended with
-    :class:`BrokenOff` (logged at INFO where it happened, with why): an operator's alert
-    on ERROR lines must not fire for it. uvicorn logs it in the request's own task, right
-    after the app returns, so the mark set there (a context variable) is still seen; any
-    other unfinished response, a fault, keeps its ERROR line."""
+    :class:`pillarbox.errors.BrokenOff` (logged at INFO where it happened, with why): an
+    operator's alert on ERROR lines must not fire for it. uvicorn logs it in the request's
+    own task, right after the app returns, so the mark set there (a context variable) is
+    still seen; any other unfinished response, a fault, keeps its ERROR line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (_broken_off.get() and record.getMessage().startswith(_UVICORN_UNFINISHED))

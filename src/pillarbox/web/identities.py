@@ -7,9 +7,10 @@ Implementation notes:
   aliases that resolve only to it). An identity is checked when it is saved and again — by the
   intake itself, on the header From — whenever a message is sent with it: an alias taken away
   since makes the send fail with the submission's own 5.7.1, never a second rule here.
-- **The account's own address is always an identity** (id 0, its display name, no signature)
-  unless one is stored for it: the address every client may send as cannot be removed by
-  mistake. A stored default wins; otherwise the account's address is preselected.
+- **The account's own address is always an identity**, unless one is stored for it, and the
+  default when no stored one is (:func:`pillarbox.identities.with_account`, the listing every
+  part reads, calendars too): the address every client may send as cannot be removed by
+  mistake.
 - **Signatures** (RFC 3676 §4.3): plain text below a ``-- `` (dash dash space) line, inserted
   once, when the compose page is first built — below the cursor's (empty) first paragraph, so
   above a reply's quote or a forward's summary, as Thunderbird and Roundcube's "above the
@@ -24,9 +25,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import replace
 
 from pillarbox.errors import InvalidName, UserError
+from pillarbox.identities import identities_of
 from pillarbox.mail.address import parse_address
 from pillarbox.queue.intake import Intake
 from pillarbox.services import Services
@@ -34,6 +35,25 @@ from pillarbox.store.types import Account, Identity
 from pillarbox.web.composing import SIGNATURE_SEPARATOR as SEPARATOR
 from pillarbox.web.composing import parse_people
 from pillarbox.web.reading import Person
+
+# The account's identities (:func:`pillarbox.identities.identities_of`, shared with the
+# calendars) are listed for the webmail's pages as this module's own.
+__all__ = [
+    "MAX_DISPLAY_NAME",
+    "MAX_SIGNATURE",
+    "checked_identity",
+    "chosen",
+    "chosen_or_default",
+    "clean_signature",
+    "default_identity",
+    "identities_of",
+    "identity_for",
+    "insert_signature",
+    "reply_to",
+    "save",
+    "sender",
+    "signature_block",
+]
 
 MAX_DISPLAY_NAME = 200
 MAX_SIGNATURE = 10_000
@@ -65,27 +85,6 @@ def insert_signature(body: str, signature: str) -> str:
         return body
     rest = body.lstrip("\n")
     return f"\n\n{block}\n" + (f"\n{rest}" if rest else "")
-
-
-def account_identity(account: Account) -> Identity:
-    """The account's own address as an identity (id 0): there even when none is stored."""
-    return Identity(address=account.address, display_name=account.display_name)
-
-
-def with_account(account: Account, stored: Iterable[Identity]) -> list[Identity]:
-    """The identities to choose from: the stored ones, the default first, and the account's
-    own address unless one of them is it; exactly one is the default."""
-    identities = list(stored)
-    if not any(i.address.lower() == account.address.lower() for i in identities):
-        identities.append(account_identity(account))
-    if not any(i.is_default for i in identities):
-        own = next(i for i in identities if i.address.lower() == account.address.lower())
-        identities = [replace(i, is_default=i is own) for i in identities]
-    return sorted(identities, key=lambda i: not i.is_default)
-
-
-async def identities_of(services: Services, account: Account) -> list[Identity]:
-    return with_account(account, await services.store.list_identities(account.id))
 
 
 def default_identity(identities: list[Identity]) -> Identity:

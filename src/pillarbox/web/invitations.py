@@ -50,6 +50,7 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox import ical
 from pillarbox.blocking import run_blocking
+from pillarbox.calendars import default_calendar, object_name
 from pillarbox.errors import NotFound, UserError
 from pillarbox.mail.model import Envelope
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part
@@ -65,7 +66,7 @@ from pillarbox.web.app import (
     sealed,
     web,
 )
-from pillarbox.web.caldav import account_calendars, default_calendar, object_name
+from pillarbox.web.caldav import account_calendars
 from pillarbox.web.calendarpage import span_text, store_event
 from pillarbox.web.mailaccess import SENT_NOT_KEPT, MailAccess, Opened
 from pillarbox.web.reading import calendar_part, people

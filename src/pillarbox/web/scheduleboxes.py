@@ -38,6 +38,7 @@ from starlette.responses import Response
 from pillarbox import caldavxml, davxml, ical
 from pillarbox.auth.directory import normalize_username
 from pillarbox.blocking import run_blocking
+from pillarbox.calendars import default_calendar
 from pillarbox.davxml import CALDAV, DAV, element, tag
 from pillarbox.mail.address import parse_address
 from pillarbox.observability.log import Log
@@ -46,12 +47,7 @@ from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar
 from pillarbox.web import identities
 from pillarbox.web.app import BodyTooLarge, web
-from pillarbox.web.caldav import (
-    CALENDAR_TYPE,
-    account_calendars,
-    calendar_href,
-    default_calendar,
-)
+from pillarbox.web.caldav import CALENDAR_TYPE, account_calendars, calendar_href
 from pillarbox.web.webdav import (
     FINITE_DEPTH,
     ROOT,

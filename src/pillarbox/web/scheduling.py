@@ -357,7 +357,7 @@ async def record_statuses(
     organizer's copy, on the ORGANIZER of an attendee's —, a client's own value on those
     lines undone (:func:`pillarbox.ical.with_schedule_status`): written again, with the same
     Schedule-Tag, when that changes its bytes (the status is the attendee's line's
-    participation, not the organizer's change, :func:`.caldav.schedule_tag`)."""
+    participation, not the organizer's change, :func:`pillarbox.calendars.schedule_tag`)."""
     statuses = {address: code for d in sent for address, code in d.statuses.items()}
     own = frozenset(i.address.lower() for i in await identities.identities_of(services, account))
     data = await run_blocking(ical.with_schedule_status, stored.data, previous, statuses, own)
