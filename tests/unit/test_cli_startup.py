@@ -43,6 +43,12 @@ WEB_APP = (
     "pillarbox.web.calendarimport",
     "pillarbox.web.contacts",
 )
+# What only the mail imports and exports use: the importer and the IMAP session's parsing.
+MAIL_TRANSFER = (
+    "pillarbox.transfer.files",
+    "pillarbox.transfer.importer",
+    "pillarbox.imap.session",
+)
 
 # Runs the command in the child, as the console script would, then reports what it imported.
 _PROBE = """
@@ -115,9 +121,10 @@ def test_every_lazy_command_is_found_under_its_own_name() -> None:
     assert not set(LAZY_COMMANDS) & set(cli.commands)
 
 
-def test_calendar_and_contact_transfers_load_no_web_app(tmp_path: Path) -> None:
+def test_calendar_and_contact_transfers_load_no_web_app_nor_mail_transfer(tmp_path: Path) -> None:
     """Each command run for real (it succeeds, through the module named) and the web app never
-    loaded: what they share with the pages lives outside ``pillarbox.web``."""
+    loaded: what they share with the pages lives outside ``pillarbox.web``; nor the mail
+    import machinery, which ``pillarbox.cli.transfer`` loads for the mail commands only."""
     init_site(tmp_path, "alice@example.org", "correct horse battery")
     (tmp_path / "in.ics").write_text(WEEKLY, encoding="utf-8")
     (tmp_path / "in.vcf").write_text(RICH_CARD, encoding="utf-8")
@@ -132,7 +139,7 @@ def test_calendar_and_contact_transfers_load_no_web_app(tmp_path: Path) -> None:
     for args, through in commands:
         modules = imported_by(tmp_path, *args)
         assert through in modules, args
-        loaded[args[:2]] = sorted(modules & set(WEB_APP))
+        loaded[args[:2]] = sorted(modules & {*WEB_APP, *MAIL_TRANSFER})
     assert (tmp_path / "calendars" / "personal.ics").exists()
     assert "FN:" in (tmp_path / "contacts.vcf").read_text(encoding="utf-8")
     assert loaded == {args[:2]: [] for args, _ in commands}

@@ -24,14 +24,14 @@ from pillarbox import provisioning
 from pillarbox.errors import ConfigError, UserError
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
-from pillarbox.transfer import files
-from pillarbox.transfer.importer import Importer, ImportStopped
 
 if TYPE_CHECKING:
     from pillarbox.cli.main import CliState
     from pillarbox.config import Config
     from pillarbox.services import Services
     from pillarbox.store.types import Account
+    from pillarbox.transfer import files
+    from pillarbox.transfer.importer import Importer
 
 T = TypeVar("T")
 
@@ -48,7 +48,10 @@ def run_import(
 ) -> None:
     """Open the store, run ``work`` with an importer for ``address``, print the summary; exit
     1 if anything failed or the run stopped."""
+    # Imported here: the mail import machinery (the IMAP session's parsing) is a fifth of a
+    # second that the calendar and contact commands do not need.
     from pillarbox.cli.main import emit
+    from pillarbox.transfer.importer import Importer, ImportStopped
 
     async def go() -> tuple[Importer, ImportStopped | None]:
         store = open_store(config.store.url, config.data_dir, config.store)
@@ -98,6 +101,8 @@ def import_mbox(
     state: CliState, path: Path, address: str, mailbox: str | None, as_json: bool
 ) -> None:
     """Import an mbox file, or a directory of NAME.mbox files (one per mailbox)."""
+    from pillarbox.transfer import files
+
     run_import(state.load(), address, as_json, lambda imp: files.import_mbox(imp, path, mailbox))
 
 
@@ -109,6 +114,8 @@ def import_mbox(
 def import_gmail(state: CliState, path: Path, address: str, as_json: bool) -> None:
     """Import a Google Takeout mbox (or a directory of them): folders and flags from each
     message's Gmail labels."""
+    from pillarbox.transfer import files
+
     run_import(state.load(), address, as_json, lambda imp: files.import_gmail(imp, path))
 
 
@@ -119,6 +126,8 @@ def import_gmail(state: CliState, path: Path, address: str, as_json: bool) -> No
 @click.pass_obj
 def import_maildir(state: CliState, directory: Path, address: str, as_json: bool) -> None:
     """Import a Maildir++ tree (INBOX and its .Folder.Sub directories)."""
+    from pillarbox.transfer import files
+
     run_import(state.load(), address, as_json, lambda imp: files.import_maildir(imp, directory))
 
 
@@ -322,6 +331,7 @@ def export(
     if vcard_path is not None:
         _export_contacts(config, address, vcard_path, as_json)
         return
+    from pillarbox.transfer import files
 
     async def go(store: Store) -> files.ExportSummary:
         account = await provisioning.get_account(store, address)
