@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from pillarbox import provisioning, retention
 from pillarbox.auth.tokens import token_digest
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
+from pillarbox.identities import identities_of
 from pillarbox.net.http import origin
 from pillarbox.policy import senderlists
 from pillarbox.services import Services
@@ -295,7 +296,7 @@ async def render_settings(
         app_passwords=await store.list_tokens(account.id, TokenKind.APP_PASSWORD),
         api_tokens=await store.list_tokens(account.id, TokenKind.API),
         servers=client_servers(app),
-        identities=await identities.identities_of(app.services, account),
+        identities=await identities_of(app.services, account),
         owned=sorted(await app.services.router.owned_addresses(account)),
         can_add=len(await store.list_identities(account.id)) < app.limits.max_identities,
         totp=await store.get_totp(account.id),

@@ -65,6 +65,7 @@ from pillarbox.calendars import (
     save_object,
 )
 from pillarbox.errors import NotFound, TooManyEntries, UserError
+from pillarbox.identities import identities_of
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject, Identity
@@ -590,7 +591,7 @@ async def _attending(services: Services, account: Account, meeting: Meeting) -> 
     if meeting.organizer is not None or "@" not in meeting.organizer_address:
         return None
     listed = {a.address.lower() for a in meeting.attendees}
-    known = await identities.identities_of(services, account)
+    known = await identities_of(services, account)
     return next((i for i in known if i.address.lower() in listed), None)
 
 

@@ -27,7 +27,6 @@ import re
 from collections.abc import Iterable
 
 from pillarbox.errors import InvalidName, UserError
-from pillarbox.identities import identities_of
 from pillarbox.mail.address import parse_address
 from pillarbox.queue.intake import Intake
 from pillarbox.services import Services
@@ -35,25 +34,6 @@ from pillarbox.store.types import Account, Identity
 from pillarbox.web.composing import SIGNATURE_SEPARATOR as SEPARATOR
 from pillarbox.web.composing import parse_people
 from pillarbox.web.reading import Person
-
-# The account's identities (:func:`pillarbox.identities.identities_of`, shared with the
-# calendars) are listed for the webmail's pages as this module's own.
-__all__ = [
-    "MAX_DISPLAY_NAME",
-    "MAX_SIGNATURE",
-    "checked_identity",
-    "chosen",
-    "chosen_or_default",
-    "clean_signature",
-    "default_identity",
-    "identities_of",
-    "identity_for",
-    "insert_signature",
-    "reply_to",
-    "save",
-    "sender",
-    "signature_block",
-]
 
 MAX_DISPLAY_NAME = 200
 MAX_SIGNATURE = 10_000

@@ -52,6 +52,7 @@ from pillarbox import ical
 from pillarbox.blocking import run_blocking
 from pillarbox.calendars import default_calendar, object_name
 from pillarbox.errors import NotFound, UserError
+from pillarbox.identities import identities_of
 from pillarbox.mail.model import Envelope
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part
 from pillarbox.observability.log import Log
@@ -141,7 +142,7 @@ async def shown(
     if invitation.method == "REPLY":
         return await _reply_shown(services, account, opened, invitation, data, when)
     warning = _organizer_warning(opened.info.envelope, invitation)
-    addresses = {i.address.lower() for i in await identities.identities_of(services, account)}
+    addresses = {i.address.lower() for i in await identities_of(services, account)}
     mine = next((a for a in invitation.attendees if a.address.lower() in addresses), None)
     calendars = await services.store.list_calendars(account.id)
     calendar = await default_calendar(services, account, calendars)
@@ -228,7 +229,7 @@ async def _answer(
     invitation = await run_blocking(ical.read_invitation, data)
     if invitation.method != "REQUEST":
         raise UserError("only an invitation (a REQUEST) takes an answer")
-    known: list[Identity] = await identities.identities_of(services, account)
+    known: list[Identity] = await identities_of(services, account)
     identity = identities.identity_for(known, [a.address for a in invitation.attendees])
     stored = await run_blocking(ical.accepted_object, data, identity.address, partstat)
     # The default calendar (made first if the account has none).

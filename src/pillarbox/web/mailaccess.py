@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from pillarbox.blocking import run_blocking
 from pillarbox.errors import InvalidName, NotFound, PermissionDenied, QuotaExceeded, UserError
+from pillarbox.identities import identities_of
 from pillarbox.imap import acl
 from pillarbox.imap.objectid import thread_id
 from pillarbox.mail.model import Attachment, MessageInfo
@@ -762,7 +763,7 @@ class MailAccess:
 
     async def identities(self) -> list[Identity]:
         """The identities this account may send as (see :mod:`.identities`)."""
-        return await identities.identities_of(self.services, self.account)
+        return await identities_of(self.services, self.account)
 
     async def _after_send(self, draft: Draft) -> None:
         if draft.replying_to:

@@ -40,12 +40,12 @@ from pillarbox.auth.directory import normalize_username
 from pillarbox.blocking import run_blocking
 from pillarbox.calendars import default_calendar
 from pillarbox.davxml import CALDAV, DAV, element, tag
+from pillarbox.identities import identities_of
 from pillarbox.mail.address import parse_address
 from pillarbox.observability.log import Log
 from pillarbox.queue.routing import PLUS_DELIMITER
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar
-from pillarbox.web import identities
 from pillarbox.web.app import BodyTooLarge, web
 from pillarbox.web.caldav import CALENDAR_TYPE, account_calendars, calendar_href
 from pillarbox.web.webdav import (
@@ -215,7 +215,7 @@ async def _free_busy(request: Request, account: Account) -> Response:
             exc.condition if exc.condition == "valid-scheduling-message" else "valid-calendar-data"
         )
         return xml(_condition(condition), 403)
-    known = {i.address.lower() for i in await identities.identities_of(app.services, account)}
+    known = {i.address.lower() for i in await identities_of(app.services, account)}
     if _address(asked.organizer) not in known:
         # RFC 6638 §5: the ORGANIZER must be the outbox's owner, CALDAV:valid-organizer (the
         # drafts' organizer-allowed, which Apple's server still answers).

@@ -43,6 +43,7 @@ from starlette.requests import Request
 from pillarbox import ical
 from pillarbox.blocking import run_blocking
 from pillarbox.errors import NotFound, UserError
+from pillarbox.identities import identities_of
 from pillarbox.mail.trace import make_message_id
 from pillarbox.observability.log import Log
 from pillarbox.queue.intake import Submitted, submit
@@ -171,7 +172,7 @@ class Meeting:
 
 async def meeting_of(services: Services, account: Account, data: bytes | None) -> Meeting:
     """The scheduling of a stored event (``data``; None for a new one)."""
-    known = await identities.identities_of(services, account)
+    known = await identities_of(services, account)
     if data is None:
         return Meeting(identities.default_identity(known), "", ())
     organizer, attendees = await run_blocking(ical.event_attendees, data)
@@ -359,7 +360,7 @@ async def record_statuses(
     Schedule-Tag, when that changes its bytes (the status is the attendee's line's
     participation, not the organizer's change, :func:`pillarbox.calendars.schedule_tag`)."""
     statuses = {address: code for d in sent for address, code in d.statuses.items()}
-    own = frozenset(i.address.lower() for i in await identities.identities_of(services, account))
+    own = frozenset(i.address.lower() for i in await identities_of(services, account))
     data = await run_blocking(ical.with_schedule_status, stored.data, previous, statuses, own)
     if data == stored.data:
         return stored
@@ -463,7 +464,7 @@ async def _reply(
     event = data or previous
     if event is None:
         return []
-    known = {i.address.lower(): i for i in await identities.identities_of(services, account)}
+    known = {i.address.lower(): i for i in await identities_of(services, account)}
     held = after or before
     assert held is not None
     me = next((a for a in held[0].attendees if a.address.lower() in known), None)
