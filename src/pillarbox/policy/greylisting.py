@@ -165,10 +165,12 @@ class Greylist:
             self._record(log, ALLOWED, triplet)
             return None
         try:
-            if await self._listed(sender, owners):
+            outcome = await self._store.check_greylist(triplet, datetime.now(UTC), self._rules)
+            # The lists are read only for a deferral: a known sender, most of the MX's
+            # mail, pays no second store round trip at each RCPT.
+            if not outcome.passes and await self._listed(sender, owners):
                 self._record(log, LISTED, triplet)
                 return None
-            outcome = await self._store.check_greylist(triplet, datetime.now(UTC), self._rules)
         except StorageError as exc:
             log.error("greylisting failed", error=str(exc), rcpt=triplet.recipient)
             return replies.LOCAL_ERROR
