@@ -282,7 +282,9 @@ class HostedZones:
             )
             if cached.zone is None or challenges != cached.challenges:
                 content = cached.records + challenges
-                serial = await self._serial(domain, content, cached.signer, cached.signal)
+                serial = await self._serial(
+                    domain, content, cached.signer, cached.signal, nameservers=self._nameservers
+                )
                 # The NS is this host by default, with the address the zones give it
                 # (``ns.<domain>``, StaticZone's default, resolves nowhere).
                 cached.zone = StaticZone(
@@ -306,7 +308,8 @@ class HostedZones:
         domains = await self._store.list_domains()
         members = [d.name for d in domains if d.name != self._catalog]
         records = catalog_records(self._catalog, members)
-        serial = await self._serial(self._catalog, records, None, None)
+        # Its one NS (invalid.) is among the records: the configured names are not its.
+        serial = await self._serial(self._catalog, records, None, None, nameservers=())
         zone = StaticZone(self._catalog, records, soa=SoaSettings(serial=serial))
         self._zones[self._catalog] = _CachedZone(now + self._cache_seconds, records, zone=zone)
         return zone
@@ -317,10 +320,13 @@ class HostedZones:
         records: tuple[DnsRecord, ...],
         signer: ZoneSigner | None,
         signal: ParentSignal | None,
+        *,
+        nameservers: Sequence[str],
     ) -> int:
-        """The SOA serial of ``domain``'s zone holding ``records`` (module notes)."""
+        """The SOA serial of ``domain``'s zone holding ``records`` and served with the NS
+        names ``nameservers`` (module notes)."""
         lines = [record.zone_line() for record in records]
-        lines += [f"{domain}.\tNS\t{name}." for name in self._nameservers]
+        lines += [f"{domain}.\tNS\t{name}." for name in nameservers]
         if signer is not None:  # a rollover's steps change the DNSKEY RRset
             lines += [f"{domain}.\tDNSKEY\t{key.dnskey}" for key in signer.keys]
         if signal is not None:  # and so does a next key's DS joining the CDS RRset
