@@ -298,10 +298,10 @@ def member_name(domain: str) -> str:
     return f"{unique}.zones.{CATALOG}"
 
 
-async def catalog_members(zones: HostedZones) -> dict[str, str]:
+async def catalog_members(zones: HostedZones, catalog: str = CATALOG) -> dict[str, str]:
     """The catalog zone as a transfer carries it: each PTR's owner and target."""
-    zone = await zones.zone_for(CATALOG)
-    assert zone is not None and zone.origin == CATALOG
+    zone = await zones.zone_for(catalog)
+    assert zone is not None and zone.origin == catalog
     members = {}
     for owner, rtype, _ttl, rdatas in zone.rrsets():
         if rtype == dns.rdatatype.PTR:
@@ -357,3 +357,13 @@ async def test_the_catalog_zone_lists_the_hosted_domains_and_follows_them(
     clock.now += ZONE_CACHE_SECONDS
     await zones.refresh()
     assert len(moved) == announced
+
+
+async def test_a_catalog_named_as_a_hosted_domain_is_logged_as_hiding_it(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    zones = HostedZones(store, mail_host=f"mail.{DOMAIN}", catalog=f"sub.{DOMAIN}")
+    await zones.refresh()
+    assert list((await catalog_members(zones, f"sub.{DOMAIN}")).values()) == [f"{DOMAIN}."]
+    hiding = [r for r in caplog.records if r.getMessage() == "catalog zone hides a hosted domain"]
+    assert hiding and hiding[0].levelname == "ERROR"

@@ -307,6 +307,12 @@ class HostedZones:
             return cached.zone
         domains = await self._store.list_domains()
         members = [d.name for d in domains if d.name != self._catalog]
+        if len(members) < len(domains):  # the catalog answers for that name, not the domain
+            _log.error(
+                "catalog zone hides a hosted domain",
+                zone=self._catalog,
+                fix="set dns.catalog_zone to a name no hosted domain has (catalog.invalid)",
+            )
         records = catalog_records(self._catalog, members)
         # Its one NS (invalid.) is among the records: the configured names are not its.
         serial = await self._serial(self._catalog, records, None, None, nameservers=())
