@@ -89,14 +89,8 @@ def test_postfix_retries_a_greylisted_message_and_it_is_delivered(
     )
     assert stored.endswith(b"Hello after a retry.\r\n")
 
-    # Postfix logs the delivery once it has read our 250, which can be after the message is
-    # visible in the store: wait for the line rather than read the log once.
-    def sent_log() -> str:
-        text = postfix.log()
-        return text if "status=sent" in text else ""
-
     log = wait_for(
-        sent_log,
+        lambda: postfix.log_showing("status=sent"),
         "Postfix's log of the retry's delivery",
         timeout=WAIT,
         context=postfix.log,

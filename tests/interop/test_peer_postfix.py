@@ -153,7 +153,12 @@ def test_postfix_relays_to_our_mx_over_verified_starttls(
     assert f"by {POSTFIX_DOMAIN} (Postfix)" in theirs
     assert f"spf=pass smtp.mailfrom={POSTFIX_DOMAIN}" in str(message["Authentication-Results"])
     assert message.get_content().strip() == "Hello through Postfix."
-    log = postfix.log()
+    log = wait_for(
+        lambda: postfix.log_showing("status=sent"),
+        "Postfix's log of the delivery",
+        timeout=WAIT,
+        context=postfix.log,
+    )
     assert "Verified TLS connection established to 127.0.0.1" in log, log
     assert "status=sent (250 2.0.0 message accepted as" in log, log
 

@@ -81,12 +81,8 @@ async def test_postfix_recipient_limit_is_met_with_more_transactions(
             await queue.idle()
         assert await store.list_queue() == [], postfix.log()
 
-        def delivered() -> str:
-            log = postfix.log()
-            return log if log.count("status=sent") == 5 else ""
-
         log = wait_for(
-            delivered,
+            lambda: postfix.log_showing("status=sent", times=5),
             "Postfix's five deliveries",
             timeout=20.0,
             context=postfix.log,

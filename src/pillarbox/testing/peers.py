@@ -112,6 +112,12 @@ class PostfixPeer:
         path = self.directory / "maillog"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def log_showing(self, text: str, times: int = 1) -> str:
+        """The log once ``text`` is in it ``times`` times, else "" (for ``wait_for``): Postfix
+        logs a delivery after it reads our 250, which can be after the mailbox shows it."""
+        log = self.log()
+        return log if log.count(text) >= times else ""
+
 
 #: master.cf's services besides smtpd: (name, private, unprivileged, limit, command). The
 #: delivery agent ``virtual`` is privileged (it switches to the mailbox owner).
