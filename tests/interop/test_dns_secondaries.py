@@ -288,6 +288,13 @@ def test_a_secondary_transfers_the_zone_and_follows_changes_by_notify(
         wait_for(lambda: serial(theirs_at) == serial(ours_at), 20, "the secondary at our serial")
         notify = [r for r in caplog.records if r.name == "pillarbox.dns.notify"]
         assert notify and {r.getMessage() for r in notify} == {"notify answered"}
+        # Each NOTIFY carried the new SOA (RFC 1996 §3.7): the secondary read its serial
+        # from it, where without it Knot logs "serial none" and BIND "no serial".
+        log_path = tmp_path / f"{kind}.log"
+        last = f"serial {serial(ours_at)}"
+        wait_for(lambda: last in log_path.read_text(), 10, "the secondary's log of our NOTIFY")
+        notices = [line for line in log_path.read_text().splitlines() if "notify" in line]
+        assert not [line for line in notices if "serial none" in line or "no serial" in line]
         # Unchanged content keeps its serial: no NOTIFY and no transfer for nothing.
         settled = serial(ours_at)
         time.sleep(2.5)  # five zone checks

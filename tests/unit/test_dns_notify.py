@@ -11,13 +11,16 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import dns.flags
 import dns.message
 import dns.opcode
 import dns.rcode
+import dns.rdatatype
 import dns.tsig
 import pytest
 
 from pillarbox import config as cfg
+from pillarbox.dns.authoritative import SoaSettings, StaticZone
 from pillarbox.dns.notify import NotifyTarget, ZoneNotifier, notify_targets
 from pillarbox.testing.live import free_port
 
@@ -31,12 +34,14 @@ class _Secondary(asyncio.DatagramProtocol):
         self.answer = answer
         self.port = port
         self.sources: list[str] = []
+        self.received: list[dns.message.Message] = []
         self.transport: asyncio.DatagramTransport | None = None
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         query = dns.message.from_wire(data, keyring={KEY.name: KEY})
         assert query.opcode() == dns.opcode.NOTIFY
         self.sources.append(str(addr[0]))
+        self.received.append(query)
         assert self.transport is not None
         self.transport.sendto(self.answer(query).to_wire(), addr)
 
@@ -84,10 +89,15 @@ def test_notify_goes_from_the_address_served(served: str, notify: str, source: s
     assert target.source == source
 
 
+def soa_line(serial: int) -> str:
+    """a.test's SOA record as HostedZones gives it to the notifier."""
+    return StaticZone("a.test", soa=SoaSettings(serial=serial)).soa.toZone()
+
+
 async def notify_once(secondary: _Secondary, source: str) -> None:
     target = NotifyTarget("127.0.0.1", secondary.port, source)
     notifier = ZoneNotifier([target], key=KEY, retry_interval=2)
-    notifier.zone_changed("a.test", 1_800_000_000)
+    notifier.zone_changed("a.test", soa_line(1_800_000_000))
     for _ in range(100):
         if secondary.sources:
             break
@@ -106,6 +116,24 @@ async def test_the_secondary_sees_the_primary_address(
     await notify_once(peer, "127.0.0.2")
     assert peer.sources == ["127.0.0.2"]
     assert [r.getMessage() for r in caplog.records] == ["notify answered"]
+
+
+async def test_the_notify_carries_the_new_soa_as_its_hint(
+    secondary: Callable[[Answer], Awaitable[_Secondary]],
+) -> None:
+    """RFC 1996 §3.7: the question is the zone's SOA, AA set, RD clear; the answer section
+    holds the new SOA record (§3.11: a hint the secondary may use to skip its SOA query)."""
+    peer = await secondary(dns.message.make_response)
+    await notify_once(peer, "127.0.0.1")
+    (query,) = peer.received
+    assert query.opcode() == dns.opcode.NOTIFY
+    assert query.flags & dns.flags.AA and not query.flags & dns.flags.RD
+    assert [(str(q.name), q.rdtype) for q in query.question] == [("a.test.", dns.rdatatype.SOA)]
+    (answer,) = query.answer
+    assert answer.to_text() == (
+        "a.test. 3600 IN SOA ns.a.test. hostmaster.a.test. 1800000000 3600 900 1209600 300"
+    )
+    assert query.had_tsig  # the hint is under the signature, as the question is
 
 
 async def test_a_tsig_error_of_the_secondary_is_a_refusal(
@@ -146,12 +174,12 @@ async def test_a_serial_still_being_announced_is_not_sent_twice() -> None:
     )
     notifier = ZoneNotifier([NotifyTarget("127.0.0.1", port, None)], key=None, retry_interval=30)
     try:
-        notifier.zone_changed("a.test", 1_800_000_000)
+        notifier.zone_changed("a.test", soa_line(1_800_000_000))
         await asyncio.sleep(0.2)
-        notifier.zone_changed("a.test", 1_800_000_000)
+        notifier.zone_changed("a.test", soa_line(1_800_000_000))
         await asyncio.sleep(0.2)
         assert peer.received == 1
-        notifier.zone_changed("a.test", 1_800_000_001)
+        notifier.zone_changed("a.test", soa_line(1_800_000_001))
         await asyncio.sleep(0.2)
         assert peer.received == 2
     finally:

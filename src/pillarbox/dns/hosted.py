@@ -27,8 +27,9 @@ on), read again with the rest of the zone, so a hand-placed next key shows up wi
 
 Each zone's SOA serial comes from the store (:mod:`pillarbox.dns.serial`): every build digests
 the zone's records, NS names and key, and the store moves the serial on when the digest is new.
-The node whose build moved it calls ``on_serial_change`` (the NOTIFY sender,
-:mod:`pillarbox.dns.notify`): one change, one announcement, whichever node noticed it. Every
+The node whose build moved it calls ``on_serial_change`` with the zone's new SOA record (the
+NOTIFY sender, :mod:`pillarbox.dns.notify`, which sends it as its hint): one change, one
+announcement, whichever node noticed it. Every
 node must therefore build the same zone: a node whose ``[dns]`` differs (addresses,
 nameservers) or whose certificate gives another TLSA record moves the serial at each build,
 which the log shows as a ``zone serial moved`` line every few seconds.
@@ -70,7 +71,7 @@ from pillarbox.dns.signing import SignatureBudget, SigningPolicy, ZoneSigner
 from pillarbox.observability.log import Log
 from pillarbox.queue import dkim
 from pillarbox.store.interface import Store
-from pillarbox.store.types import DkimKeyRecord
+from pillarbox.store.types import DkimKeyRecord, ZoneSerial
 
 #: How long a retired DKIM key stays published (the rotation advice in :mod:`.queue.dkim`).
 RETIRED_KEY_PUBLISHED = timedelta(days=7)
@@ -190,7 +191,7 @@ class HostedZones:
         tlsa: Callable[[], DnsRecord | None] | None = None,
         nameservers: Sequence[str] = (),
         catalog: str = "",
-        on_serial_change: Callable[[str, int], None] | None = None,
+        on_serial_change: Callable[[str, str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -201,8 +202,8 @@ class HostedZones:
         host's TLSA record, or None when none would last (it reads the certificate: called
         off the event loop, once per zone build); ``nameservers``: the zones' NS names (empty:
         the mail host); ``catalog``: the catalog zone's name (lowercase A-labels; "": none);
-        ``on_serial_change(domain, serial)``: called when this node's build moved a zone's
-        serial (module notes)."""
+        ``on_serial_change(domain, soa)``: called when this node's build moved a zone's
+        serial, with the zone's SOA record as a zone-file line (module notes)."""
         self._store = store
         self._mail_host = mail_host
         self._nameservers = tuple(nameservers) or (mail_host,)
@@ -291,10 +292,11 @@ class HostedZones:
                     domain,
                     content,
                     nameservers=self._nameservers,
-                    soa=SoaSettings(serial=serial),
+                    soa=SoaSettings(serial=serial.serial),
                     signer=cached.signer,
                     cds=() if cached.signal is None else cached.signal.rrsets(),
                 )
+                self._built(cached.zone, serial)
                 cached.challenges = challenges
             cached.challenges_expire = now + CHALLENGE_CACHE_SECONDS
         return cached.zone
@@ -316,8 +318,9 @@ class HostedZones:
         records = catalog_records(self._catalog, members)
         # Its one NS (invalid.) is among the records: the configured names are not its.
         serial = await self._serial(self._catalog, records, None, None, nameservers=())
-        zone = StaticZone(self._catalog, records, soa=SoaSettings(serial=serial))
+        zone = StaticZone(self._catalog, records, soa=SoaSettings(serial=serial.serial))
         self._zones[self._catalog] = _CachedZone(now + self._cache_seconds, records, zone=zone)
+        self._built(zone, serial)
         return zone
 
     async def _serial(
@@ -328,9 +331,9 @@ class HostedZones:
         signal: ParentSignal | None,
         *,
         nameservers: Sequence[str],
-    ) -> int:
+    ) -> ZoneSerial:
         """The SOA serial of ``domain``'s zone holding ``records`` and served with the NS
-        names ``nameservers`` (module notes)."""
+        names ``nameservers``, and whether this build moved it (module notes)."""
         lines = [record.zone_line() for record in records]
         lines += [f"{domain}.\tNS\t{name}." for name in nameservers]
         if signer is not None:  # a rollover's steps change the DNSKEY RRset
@@ -338,17 +341,20 @@ class HostedZones:
         if signal is not None:  # and so does a next key's DS joining the CDS RRset
             lines += [record.zone_line() for record in signal.records(domain, 0)]
         now = int(self._wall_clock().timestamp())
-        stored = await self._store.zone_serial(domain, zone_digest(lines), now)
-        if stored.changed:
-            _log.info("zone serial moved", zone=domain, serial=stored.serial)
-            if self._on_serial_change is not None:
-                self._on_serial_change(domain, stored.serial)
-        return stored.serial
+        return await self._store.zone_serial(domain, zone_digest(lines), now)
 
-    def serials(self) -> dict[str, int]:
-        """Each hosted zone's SOA serial as last built: what a NOTIFY names."""
+    def _built(self, zone: StaticZone, serial: ZoneSerial) -> None:
+        """Announce ``zone``, just built, if its build moved the serial (module notes)."""
+        if serial.changed:
+            _log.info("zone serial moved", zone=zone.origin, serial=serial.serial)
+            if self._on_serial_change is not None:
+                self._on_serial_change(zone.origin, zone.soa.toZone())
+
+    def soas(self) -> dict[str, str]:
+        """Each hosted zone's SOA record as last built (a zone-file line): what a NOTIFY
+        names."""
         return {
-            domain: int(cached.zone.soa.rdata.times[0])
+            domain: cached.zone.soa.toZone()
             for domain, cached in self._zones.items()
             if cached.zone is not None
         }

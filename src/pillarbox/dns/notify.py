@@ -5,8 +5,10 @@ Implementation notes:
 
 * Sent by the node whose zone build moved the serial (:mod:`pillarbox.dns.hosted`), to
   every address of ``[dns] notify``, over UDP: a QUERY-shaped message with opcode NOTIFY,
-  AA set, the zone's SOA as its question (RFC 1996 §3.7), signed with the transfer TSIG key
-  when one is set (the secondary then checks it, and we check its signed answer).
+  AA set, the zone's SOA as its question and the new SOA record in its answer section (RFC
+  1996 §3.7: a hint; a secondary that already holds that serial need not ask for the SOA
+  before it decides not to transfer), signed with the transfer TSIG key when one is set (the
+  secondary then checks it, and we check its signed answer).
 * Sent from ``[dns] authoritative_address`` when that is one address of the target's
   family: a secondary heeds a NOTIFY only from a primary it knows (RFC 1996 §3.10), by the
   address it transfers from, and on a host with several addresses the kernel's choice of
@@ -37,6 +39,8 @@ import dns.message
 import dns.opcode
 import dns.rcode
 import dns.rdatatype
+import dns.rdtypes.ANY.SOA
+import dns.rrset
 import dns.tsig
 
 from pillarbox.config import Config
@@ -82,11 +86,27 @@ def _source(served: str, target: str) -> str | None:
     return served
 
 
-def notify_message(zone: str, key: dns.tsig.Key | None) -> dns.message.Message:
-    """The NOTIFY of ``zone`` (RFC 1996 §3.7), signed with ``key`` if given."""
-    message = dns.message.make_query(zone + ".", dns.rdatatype.SOA)
+def soa_record(line: str) -> dns.rrset.RRset:
+    """A zone's SOA record from its zone-file line (``name TTL IN SOA …``)."""
+    name, ttl, rdclass, rdtype, rdata = line.split(None, 4)
+    if rdtype.upper() != "SOA":
+        raise ValueError(f"not an SOA record: {line!r}")
+    return dns.rrset.from_text(name, int(ttl), rdclass, rdtype, rdata)
+
+
+def soa_serial(soa: dns.rrset.RRset) -> int:
+    rdata = soa[0]
+    assert isinstance(rdata, dns.rdtypes.ANY.SOA.SOA)
+    return int(rdata.serial)
+
+
+def notify_message(soa: dns.rrset.RRset, key: dns.tsig.Key | None) -> dns.message.Message:
+    """The NOTIFY of the zone whose SOA record is ``soa`` (RFC 1996 §3.7), signed with
+    ``key`` if given."""
+    message = dns.message.make_query(soa.name, dns.rdatatype.SOA)
     message.flags = dns.flags.AA  # RFC 1996 §3.7: AA set; RD clear
     message.set_opcode(dns.opcode.NOTIFY)
+    message.answer.append(soa)  # RFC 1996 §3.7: "MAY … contain the SOA RR"; §3.11: a hint
     if key is not None:
         message.use_tsig(key)
     return message
@@ -108,10 +128,12 @@ class ZoneNotifier:
         #: Per zone and target, the serial being announced and the task announcing it.
         self._sending: dict[tuple[str, NotifyTarget], tuple[int, asyncio.Task[None]]] = {}
 
-    def zone_changed(self, zone: str, serial: int) -> None:
-        """Tell every target that ``zone`` now has ``serial`` (a target still being told of
-        that serial is left to it: the announcement at start names the serial the first
-        build may have just announced)."""
+    def zone_changed(self, zone: str, soa: str) -> None:
+        """Tell every target that ``zone`` now has the SOA record ``soa`` (a zone-file line;
+        a target still being told of its serial is left to it: the announcement at start
+        names the serial the first build may have just announced)."""
+        record = soa_record(soa)
+        serial = soa_serial(record)
         for target in self._targets:
             previous = self._sending.pop((zone, target), None)
             if previous is not None:
@@ -119,7 +141,7 @@ class ZoneNotifier:
                     self._sending[zone, target] = previous
                     continue
                 previous[1].cancel()  # superseded: the secondary will fetch the newest anyway
-            task = asyncio.ensure_future(self._notify(zone, serial, target))
+            task = asyncio.ensure_future(self._notify(zone, record, target))
             self._sending[zone, target] = serial, task
             task.add_done_callback(functools.partial(self._forget, (zone, target)))
 
@@ -137,9 +159,13 @@ class ZoneNotifier:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _notify(self, zone: str, serial: int, target: NotifyTarget) -> None:
-        message = notify_message(zone, self._key)
-        where = {"zone": zone, "serial": serial, "secondary": f"{target.host}:{target.port}"}
+    async def _notify(self, zone: str, soa: dns.rrset.RRset, target: NotifyTarget) -> None:
+        message = notify_message(soa, self._key)
+        where = {
+            "zone": zone,
+            "serial": soa_serial(soa),
+            "secondary": f"{target.host}:{target.port}",
+        }
         for attempt in range(1 + RETRANSMISSIONS):
             try:
                 response = await dns.asyncquery.udp(

@@ -410,8 +410,8 @@ class Server:
             try:
                 await zones.refresh()
                 if not announced:
-                    for domain, serial in zones.serials().items():
-                        notifier.zone_changed(domain, serial)
+                    for domain, soa in zones.soas().items():
+                        notifier.zone_changed(domain, soa)
                     announced = True
             except StorageError as exc:  # a store hiccup: the next round retries
                 self.log.warning("zone check failed", error=str(exc))
