@@ -16,16 +16,15 @@ from typing import TYPE_CHECKING, Any
 from pillarbox.auth.directory import Authenticator
 from pillarbox.config import Config
 from pillarbox.observability.metrics import Metrics
-from pillarbox.policy.pipeline import InboundPolicy, inbound_policy
 from pillarbox.queue.routing import Router
 from pillarbox.queue.srs import SrsSettings
-from pillarbox.sieve import RegexLimits
-from pillarbox.sieve.cache import ScriptCache
 from pillarbox.store.interface import Store
 
 if TYPE_CHECKING:
     from pillarbox.dns.resolver import Resolver
     from pillarbox.policy.failurereport import FailureSink
+    from pillarbox.policy.pipeline import InboundPolicy
+    from pillarbox.sieve.cache import ScriptCache
 
 
 @dataclass
@@ -66,6 +65,11 @@ class Services:
         """The inbound policy (SPF/DKIM/DMARC/ARC/DNSBL/spam filter), built on first use:
         one per server, so its DNS cache is shared by every connection."""
         if self._policy is None:
+            # Imported at first use, as the Sieve cache below: an admin command builds
+            # Services to store what the web would and never judges a message (the
+            # policy's modules and dkimpy's resolver are ~0.3 s of its start).
+            from pillarbox.policy.pipeline import inbound_policy
+
             reporter: Callable[[Resolver], FailureSink] | None = None
             if self.config.dmarc_failure_reports.enabled:
                 # Imported here: the reporter's module imports this one (it sends through us).
@@ -79,6 +83,9 @@ class Services:
     def sieve_scripts(self) -> ScriptCache:
         """Compiled Sieve scripts by content (``[sieve]`` limits), shared by every delivery."""
         if self._sieve_scripts is None:
+            from pillarbox.sieve import RegexLimits
+            from pillarbox.sieve.cache import ScriptCache
+
             section = self.config.sieve
             self._sieve_scripts = ScriptCache(
                 max_entries=section.cache_entries,
