@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import os
 import ssl
@@ -158,8 +159,10 @@ class SessionSettings:
 
 
 def opportunistic_context() -> ssl.SSLContext:
-    """TLS for MX hosts without a policy: encrypt, accept any certificate (RFC 7435 §1.3)."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    """TLS for MX hosts without a policy: encrypt, accept any certificate (RFC 7435 §1.3).
+    No trust store is loaded, as nothing is checked against one: the client context
+    ``ssl.create_default_context`` makes, less its reading of the system's roots."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
@@ -169,16 +172,30 @@ def chain_verifying_context(cafile: str | None = None) -> ssl.SSLContext:
     """PKIX without the name check: a certificate chaining to the system's roots (or those
     in ``cafile``), its names checked afterwards against a TLS policy's ``match`` list, which
     may hold several names and subdomain patterns (:mod:`pillarbox.queue.tlspolicy`)."""
+    if cafile is None:
+        return _system_roots(check_hostname=False, where=ssl.get_default_verify_paths())
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
     context.check_hostname = False
-    context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 
 def verifying_context(cafile: str | None = None) -> ssl.SSLContext:
     """PKIX: a certificate chaining to the system's roots (or those in ``cafile``) and naming
     the host (smart hosts; MX and policy hosts under MTA-STS, RFC 8461 §3.3, §4.2)."""
+    if cafile is None:
+        return _system_roots(check_hostname=True, where=ssl.get_default_verify_paths())
     return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+
+
+@functools.cache
+def _system_roots(*, check_hostname: bool, where: ssl.DefaultVerifyPaths) -> ssl.SSLContext:
+    """One context per process checking against the system's roots as found at ``where``
+    (``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` move it): reading them is ~50 ms of CPU, which
+    the queue runner, its MTA-STS fetcher and the TLS reports each paid at start. Shared
+    safely: no caller changes a context it is given (they only wrap connections with it)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.check_hostname = check_hostname
+    return context
 
 
 class SmtpSession:
