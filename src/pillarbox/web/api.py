@@ -2666,11 +2666,11 @@ _Validator = validators.extend(
 )
 
 
-def _validator(schema: JsonObject, config: Config) -> Any:
-    """A validator of ``schema``, with the document's components beside it: where its
-    ``#/components/schemas/…`` references point, as they do in the document; the list bounds
-    are ``config``'s."""
-    return _Validator(_limited({**schema, "components": {"schemas": SCHEMAS}}, config))
+def _validator(schema: JsonObject, config: Config, components: JsonObject) -> Any:
+    """A validator of ``schema`` (its list bounds ``config``'s), with the document's
+    ``components`` beside it, bounded once for every operation (:func:`routes`): where its
+    ``#/components/schemas/…`` references point, as they do in the document."""
+    return _Validator({**_limited(schema, config), "components": components})
 
 
 def _overlong(schema: JsonObject, value: object, name: str, schemas: JsonObject) -> str | None:
@@ -2816,10 +2816,11 @@ class _RequestCheck:
     integers: frozenset[str]  # the integer query parameters
 
     @classmethod
-    def of(cls, op: Operation, config: Config) -> _RequestCheck:
+    def of(cls, op: Operation, config: Config, components: JsonObject) -> _RequestCheck:
+        query = _obj({name: schema for name, schema, _ in op.query})
         return cls(
-            body=None if op.body is None else _validator(op.body, config),
-            query=_validator(_obj({name: schema for name, schema, _ in op.query}), config),
+            body=None if op.body is None else _validator(op.body, config, components),
+            query=_validator(query, config, components),
             integers=frozenset(name for name, schema, _ in op.query if "integer" in _types(schema)),
         )
 
@@ -2871,12 +2872,12 @@ def _refused(op: Operation, status: int, why: str) -> Response:
 
 
 def _endpoint(
-    operations: Mapping[str, Operation], config: Config
+    operations: Mapping[str, Operation], config: Config, components: JsonObject
 ) -> Callable[[Request], Awaitable[Response]]:
     """The one endpoint of a path: its operation by method (HEAD is GET's, as Starlette
     routes it), so that a method the path lacks is answered once, 405 with every method it
     has in ``Allow``."""
-    checks = {method: _RequestCheck.of(op, config) for method, op in operations.items()}
+    checks = {method: _RequestCheck.of(op, config, components) for method, op in operations.items()}
 
     async def endpoint(request: Request) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
@@ -2922,9 +2923,14 @@ def routes(config: Config) -> list[BaseRoute]:
     by_path: dict[str, dict[str, Operation]] = {}
     for op in OPERATIONS:
         by_path.setdefault(op.path, {})[op.method] = op
+    # The components every validator resolves its references in, bounded once: a copy per
+    # operation was most of the cost of making the web app (each server start and test).
+    components = {"schemas": _limited(SCHEMAS, config)}
     table: list[BaseRoute] = [Route(PREFIX + "/openapi.json", openapi)]
     table += [
-        Route(PREFIX + path, _endpoint(ops, config), methods=list(ops), name=f"api:{path}")
+        Route(
+            PREFIX + path, _endpoint(ops, config, components), methods=list(ops), name=f"api:{path}"
+        )
         for path, ops in by_path.items()
     ]
     return table
