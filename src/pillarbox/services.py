@@ -66,8 +66,8 @@ class Services:
         one per server, so its DNS cache is shared by every connection."""
         if self._policy is None:
             # Imported at first use, as the Sieve cache below: an admin command builds
-            # Services to store what the web would and never judges a message (the
-            # policy's modules and dkimpy's resolver are ~0.3 s of its start).
+            # Services to store what the web would and never judges a message (the policy's
+            # modules and the Sieve engine were ~0.4 s of CPU of its start on a slow VM).
             from pillarbox.policy.pipeline import inbound_policy
 
             reporter: Callable[[Resolver], FailureSink] | None = None

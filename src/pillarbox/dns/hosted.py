@@ -29,10 +29,10 @@ Each zone's SOA serial comes from the store (:mod:`pillarbox.dns.serial`): every
 the zone's records, NS names and key, and the store moves the serial on when the digest is new.
 The node whose build moved it calls ``on_serial_change`` with the zone's new SOA record (the
 NOTIFY sender, :mod:`pillarbox.dns.notify`, which sends it as its hint): one change, one
-announcement, whichever node noticed it. Every
-node must therefore build the same zone: a node whose ``[dns]`` differs (addresses,
-nameservers) or whose certificate gives another TLSA record moves the serial at each build,
-which the log shows as a ``zone serial moved`` line every few seconds.
+announcement, whichever node noticed it. Every node must therefore build the same zone: a
+node whose ``[dns]`` differs (addresses, nameservers) or whose certificate gives another TLSA
+record moves the serial at each build, which the log shows as a ``zone serial moved`` line
+every few seconds.
 
 With ``dns.catalog_zone`` one more zone lists the hosted domains for the secondaries
 (:mod:`pillarbox.dns.catalog`, RFC 9432): built, cached, given its serial and announced as
