@@ -191,8 +191,8 @@ def verifying_context(cafile: str | None = None) -> ssl.SSLContext:
 def _system_roots(*, check_hostname: bool, where: ssl.DefaultVerifyPaths) -> ssl.SSLContext:
     """One context per process checking against the system's roots as found at ``where``
     (``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` move it): reading them is ~50 ms of CPU, which
-    the queue runner, its MTA-STS fetcher and the TLS reports each paid at start. Shared
-    safely: no caller changes a context it is given (they only wrap connections with it)."""
+    the queue runner, its MTA-STS fetcher and a smart host's relay each paid at start.
+    Shared safely: no caller changes a context it is given (they only wrap connections)."""
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.check_hostname = check_hostname
     return context
