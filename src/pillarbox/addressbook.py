@@ -7,7 +7,7 @@ Implementation notes:
 - **One check for every way in**: a contact from the page's form, the API or a vCard card
   passes :func:`checked_contact` against ``[contacts]``: a name or an address at least, each
   address valid (stored normalised, as the compose page would send to it: its own check,
-  :func:`pillarbox.web.composing.parse_people`, plain text parsing that loads no web app),
+  :func:`pillarbox.mail.people.parse_people`, plain text parsing that loads no web app),
   counts and lengths within limits. A card of an import that fails it is skipped and
   counted like a malformed one.
 - **UIDs** (RFC 6350 §6.7.6): a contact made here gets ``urn:uuid:`` and a random UUID
@@ -25,8 +25,8 @@ from dataclasses import replace
 from pillarbox import vcard
 from pillarbox.config import Config, ContactsSection
 from pillarbox.errors import UserError
+from pillarbox.mail.people import parse_people
 from pillarbox.store.types import Contact
-from pillarbox.web.composing import parse_people
 
 
 def new_uid() -> str:

@@ -134,3 +134,23 @@ def test_nothing_outside_cli_imports_from_cli() -> None:
         if from_cli:
             offenders[str(path.relative_to(SRC))] = from_cli
     assert offenders == {}
+
+
+def test_only_the_server_and_the_cli_import_from_web() -> None:
+    """``pillarbox.web`` is the HTTP side: what the address book, the imports and the stores
+    share with a page lives below it (as :mod:`pillarbox.mail.people` does for the compose
+    page's address check, which the address book runs for ``pillarbox import vcard`` and
+    CardDAV), so that they load no web app. ``net.serve`` mounts the app; the CLI runs it."""
+    allowed = {"net", "cli", "web"}
+    offenders = {}
+    for path in sorted(SRC.rglob("*.py")):
+        if path.relative_to(SRC).parts[0] in allowed:
+            continue
+        from_web = sorted(
+            m
+            for m in imported_modules(path.read_text(encoding="utf-8"), _module_package(path))
+            if m == "pillarbox.web" or m.startswith("pillarbox.web.")
+        )
+        if from_web:
+            offenders[str(path.relative_to(SRC))] = from_web
+    assert offenders == {}

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pillarbox.mail.parse import parse_message
+from pillarbox.mail.people import Person, parse_people
 from pillarbox.web.composing import (
     Draft,
     Upload,
@@ -14,12 +15,10 @@ from pillarbox.web.composing import (
     build_message,
     check_recipients,
     forward_draft,
-    parse_people,
     quote,
     reply_draft,
     reply_subject,
 )
-from pillarbox.web.reading import Person
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 ME = Person("Alice Ä", "alice@example.org")

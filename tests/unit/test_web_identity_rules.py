@@ -11,14 +11,9 @@ import pytest
 from pillarbox.errors import UserError
 from pillarbox.identities import with_account
 from pillarbox.mail.parse import parse_message
+from pillarbox.mail.people import Person
 from pillarbox.store.types import Account, Identity
-from pillarbox.web.composing import (
-    Draft,
-    Recipients,
-    build_message,
-    reply_draft,
-    strip_signature,
-)
+from pillarbox.web.composing import Draft, Recipients, build_message, reply_draft, strip_signature
 from pillarbox.web.identities import (
     chosen,
     chosen_or_default,
@@ -29,7 +24,6 @@ from pillarbox.web.identities import (
     sender,
     signature_block,
 )
-from pillarbox.web.reading import Person
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 ACCOUNT = Account(

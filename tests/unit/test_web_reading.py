@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 
 from pillarbox import config as cfg
 from pillarbox.mail.parse import parse_message, part_text
+from pillarbox.mail.people import people
 from pillarbox.policy.verdict import Action, Reason, Verdict
 from pillarbox.web.api import OPERATIONS, openapi_document
 from pillarbox.web.reading import (
@@ -18,7 +19,6 @@ from pillarbox.web.reading import (
     body_parts,
     body_text,
     part_at,
-    people,
     section_of_content_id,
     spam_verdict,
 )

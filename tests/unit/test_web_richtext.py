@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from pillarbox.mail.parse import parse_message, part_text
+from pillarbox.mail.people import Person
 from pillarbox.web.composing import Draft, Upload, build_message, check_recipients
-from pillarbox.web.reading import Person, body_parts
+from pillarbox.web.reading import body_parts
 from pillarbox.web.richtext import plain_alternative, sanitize_composed
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -19,6 +19,7 @@ from pillarbox import provisioning, retention
 from pillarbox.auth.tokens import token_digest
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
 from pillarbox.identities import identities_of
+from pillarbox.mail.people import parse_people
 from pillarbox.net.http import origin
 from pillarbox.policy import senderlists
 from pillarbox.services import Services
@@ -45,7 +46,6 @@ from pillarbox.web.app import (
     unconfirmed,
     web,
 )
-from pillarbox.web.composing import parse_people
 from pillarbox.web.mailreturn import mail_page, noticed
 
 MAX_DISPLAY_NAME = 200

@@ -54,6 +54,7 @@ from pillarbox.config import Config, RetentionSection
 from pillarbox.dns.records import DnsRecord
 from pillarbox.dns.securerecords import zone_text
 from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
+from pillarbox.mail.people import Person, people
 from pillarbox.observability.log import Log
 from pillarbox.policy import receivedreports, senderlists
 from pillarbox.queue import sendlimits
@@ -95,7 +96,7 @@ from pillarbox.web.app import (
 from pillarbox.web.composing import Draft, Upload
 from pillarbox.web.downloads import foreign_content
 from pillarbox.web.mailaccess import Folder, MailAccess, Opened, Row, Sharing
-from pillarbox.web.reading import Person, authentication_results, people, spam_verdict
+from pillarbox.web.reading import authentication_results, spam_verdict
 from pillarbox.web.session import CSRF_HEADER
 from pillarbox.web.sieverules import (
     ACTION_LABELS,

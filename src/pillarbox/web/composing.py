@@ -25,22 +25,17 @@ from email.policy import Policy
 from email.utils import format_datetime
 from typing import Any
 
-from pillarbox.errors import InvalidName
-from pillarbox.mail.address import parse_address
 from pillarbox.mail.decode import printable
-from pillarbox.mail.headers import MISSING_DOMAIN, parse_addresses
 from pillarbox.mail.model import Attachment, MessageInfo
+from pillarbox.mail.people import LINE_BREAKS, Person, parse_people, people
 from pillarbox.mail.trace import make_message_id
-from pillarbox.web.reading import Person, part_at, people
+from pillarbox.web.reading import part_at
 from pillarbox.web.richtext import html_document, plain_alternative, sanitize_composed
 
 #: RFC 5322 §2.1.1: lines SHOULD be at most 78 characters; longer ones go quoted-printable.
 _MAX_PLAIN_LINE = 78
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.I)
 _FORWARD_PREFIX = re.compile(r"^\s*(fwd?|wg|tr)\s*:", re.I)
-#: What ``str.splitlines`` breaks at, which the email package refuses in a header value
-#: (a reply to a subject holding a form feed or U+2028 raised, and the send failed).
-_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 #: A type or subtype name (RFC 6838 §4.2 restricted-name).
 _MEDIA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 #: RFC 5322 §3.2.3 dot-atom-text.
@@ -116,30 +111,6 @@ class Recipients:
         for person in (*self.to, *self.cc, *self.bcc):
             seen.setdefault(person.address, None)
         return list(seen)
-
-
-def parse_people(text: str) -> tuple[list[Person], list[str]]:
-    """The addresses in a comma-separated field, and the entries that are not valid."""
-    if not text.strip():
-        return [], []
-    addresses, _defects = parse_addresses(_LINE_BREAKS.sub(" ", text))
-    valid: list[Person] = []
-    invalid: list[str] = []
-    for person, item in zip(people(addresses), addresses, strict=False):
-        if item.host == MISSING_DOMAIN or not item.host:
-            invalid.append(person.address)
-            continue
-        try:
-            parsed = parse_address(person.address)
-        except InvalidName:
-            invalid.append(person.address)
-            continue
-        if parsed.is_literal or "." not in parsed.domain:
-            invalid.append(person.address)
-            continue
-        valid.append(Person(person.name, parsed.normalised))
-    # Entries the parser dropped entirely (group markers without members) are not errors.
-    return valid, invalid
 
 
 def check_recipients(draft: Draft, *, max_recipients: int) -> Recipients:
@@ -275,7 +246,7 @@ def _header_address(person: Person) -> HeaderAddress:
 
 
 def _one_line(text: str) -> str:
-    return _LINE_BREAKS.sub(" ", text).strip()
+    return LINE_BREAKS.sub(" ", text).strip()
 
 
 def angle(message_id: str) -> str:
@@ -296,7 +267,7 @@ def angle(message_id: str) -> str:
         bare = framed[1:-1]  # one pair: a bracket inside the id makes it one no field carries
     # An id as parsed is kept with its blanks: a quoted id-left's (<" a"@x>) are its own
     # (found by fuzz/thread_keys.py: " a@x" was written <a@x>, another id).
-    if not bare or not bare.isascii() or len(bare) > _MAX_ID or _LINE_BREAKS.search(bare):
+    if not bare or not bare.isascii() or len(bare) > _MAX_ID or LINE_BREAKS.search(bare):
         return ""
     if _PLAIN_ID.fullmatch(bare):
         return f"<{bare}>"

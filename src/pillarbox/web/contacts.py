@@ -33,6 +33,7 @@ from starlette.routing import BaseRoute, Route
 from pillarbox import vcard
 from pillarbox.addressbook import checked_contact
 from pillarbox.errors import NotFound, UserError
+from pillarbox.mail.people import recipient_text
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Contact
 from pillarbox.transfer import vcf
@@ -47,7 +48,6 @@ from pillarbox.web.app import (
     within_limit,
 )
 from pillarbox.web.downloads import foreign_content
-from pillarbox.web.reading import recipient_text
 
 #: Contacts the Contacts page lists at once (a search narrows it), and the longest search.
 PAGE_LIMIT = 500

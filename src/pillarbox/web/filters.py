@@ -38,6 +38,7 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox import sievescripts
 from pillarbox.errors import NotFound, UserError
+from pillarbox.mail.people import parse_people
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.sievescripts import (
@@ -56,7 +57,6 @@ from pillarbox.web.app import (
     unconfirmed,
     web,
 )
-from pillarbox.web.composing import parse_people
 from pillarbox.web.mailaccess import MailAccess
 from pillarbox.web.sieverules import (
     ACTION_LABELS,

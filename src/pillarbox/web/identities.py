@@ -28,12 +28,11 @@ from collections.abc import Iterable
 
 from pillarbox.errors import InvalidName, UserError
 from pillarbox.mail.address import parse_address
+from pillarbox.mail.people import Person, parse_people
 from pillarbox.queue.intake import Intake
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Identity
 from pillarbox.web.composing import SIGNATURE_SEPARATOR as SEPARATOR
-from pillarbox.web.composing import parse_people
-from pillarbox.web.reading import Person
 
 MAX_DISPLAY_NAME = 200
 MAX_SIGNATURE = 10_000

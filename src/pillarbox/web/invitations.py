@@ -55,6 +55,7 @@ from pillarbox.errors import NotFound, UserError
 from pillarbox.identities import identities_of
 from pillarbox.mail.model import Envelope
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part
+from pillarbox.mail.people import people
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, CalendarObject, Identity
@@ -70,7 +71,7 @@ from pillarbox.web.app import (
 from pillarbox.web.caldav import account_calendars
 from pillarbox.web.calendarpage import span_text, store_event
 from pillarbox.web.mailaccess import SENT_NOT_KEPT, MailAccess, Opened
-from pillarbox.web.reading import calendar_part, people
+from pillarbox.web.reading import calendar_part
 from pillarbox.web.scheduling import ANSWERED, record_statuses, send_reply
 
 _log = Log("web.invitations")

@@ -26,6 +26,7 @@ from pillarbox.imap import acl
 from pillarbox.imap.objectid import thread_id
 from pillarbox.mail.model import Attachment, MessageInfo
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, parse_message, part_text
+from pillarbox.mail.people import Person
 from pillarbox.observability.log import Log
 from pillarbox.policy import learning
 from pillarbox.queue.intake import NOT_YOUR_FROM, NOT_YOUR_SENDER, submit
@@ -56,7 +57,7 @@ from pillarbox.web.composing import (
     draft_people,
     kept_of,
 )
-from pillarbox.web.reading import Person, body_parts, body_text, part_at
+from pillarbox.web.reading import body_parts, body_text, part_at
 from pillarbox.web.threads import MAX_THREAD_LINES, conversations, folder_page
 
 _log = Log("web.mail")

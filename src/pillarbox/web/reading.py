@@ -5,61 +5,16 @@ ingest plus slices of the raw bytes (no re-parse, DESIGN principle 4)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from pillarbox.mail.decode import decode_words, escaped_to_text, header_bytes_to_text, html_to_text
-from pillarbox.mail.headers import MISSING_DOMAIN, scan_header, unfold
-from pillarbox.mail.model import BodyPart, EnvelopeAddress, MessageInfo
+from pillarbox.mail.decode import decode_words, header_bytes_to_text, html_to_text
+from pillarbox.mail.headers import scan_header, unfold
+from pillarbox.mail.model import BodyPart, MessageInfo
 from pillarbox.mail.parse import find_part, part_text
 from pillarbox.policy import headerfacts
 from pillarbox.policy.verdict import SPAM_HEADER
-
-#: RFC 5322 §3.2.3 atext, plus the space between words: a display name of these needs no quotes.
-_PLAIN_NAME = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~ "
-)
-
-
-def recipient_text(name: str, address: str) -> str:
-    """``name <address>`` as a recipient field takes it: the name quoted (RFC 5322 §3.2.4)
-    unless it is plain words (a comma in it would otherwise split the field)."""
-    if not name:
-        return address
-    if not all(char in _PLAIN_NAME or ord(char) > 127 for char in name):
-        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return f"{name} <{address}>"
-
-
-@dataclass(frozen=True, slots=True)
-class Person:
-    """One address as shown: a decoded display name (may be empty) and ``local@domain``."""
-
-    name: str
-    address: str
-
-    def __str__(self) -> str:
-        return recipient_text(self.name, self.address)
-
-    @property
-    def label(self) -> str:
-        return self.name or self.address
-
-
-def people(addresses: Sequence[EnvelopeAddress]) -> list[Person]:
-    """The mailboxes of an ENVELOPE address list, group markers dropped."""
-    result: list[Person] = []
-    for item in addresses:
-        if item.mailbox is None or item.host is None:
-            continue
-        address = escaped_to_text(item.mailbox)
-        if item.host != MISSING_DOMAIN:
-            address += "@" + escaped_to_text(item.host)
-        name = decode_words(escaped_to_text(item.name or "")).strip()
-        result.append(Person(name, address))
-    return result
-
 
 # -- the body to show ------------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from pillarbox import ical
 from pillarbox.blocking import run_blocking
 from pillarbox.errors import NotFound, UserError
 from pillarbox.identities import identities_of
+from pillarbox.mail.people import Person, parse_people
 from pillarbox.mail.trace import make_message_id
 from pillarbox.observability.log import Log
 from pillarbox.queue.intake import Submitted, submit
@@ -52,9 +53,7 @@ from pillarbox.smtp.replies import Reply
 from pillarbox.store.types import Account, CalendarObject, Identity
 from pillarbox.web import identities
 from pillarbox.web.app import client_ip
-from pillarbox.web.composing import parse_people
 from pillarbox.web.mailaccess import MailAccess
-from pillarbox.web.reading import Person
 
 _log = Log("web.scheduling")
 

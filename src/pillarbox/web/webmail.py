@@ -22,6 +22,7 @@ from pillarbox.blocking import run_blocking
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_text
+from pillarbox.mail.people import people
 from pillarbox.store.types import INBOX, Identity, Mailbox, MessageQuery, SortKey, SpecialUse
 from pillarbox.web import identities, twofactor
 from pillarbox.web.app import (
@@ -68,7 +69,6 @@ from pillarbox.web.reading import (
     body_parts,
     header_values,
     part_at,
-    people,
     section_of_content_id,
     spam_verdict,
 )
