@@ -18,7 +18,7 @@ from pillarbox.blocking import run_blocking
 from pillarbox.config import Config
 from pillarbox.errors import AlreadyExists, InvalidName, NotFound, UserError
 from pillarbox.mail.address import domain_to_ascii, parse_address
-from pillarbox.queue import dkim, sendlimits
+from pillarbox.queue import sendlimits
 from pillarbox.store.interface import Store
 from pillarbox.store.types import Account, Alias, DkimKeyRecord, Domain, SendingLimits
 
@@ -99,6 +99,10 @@ async def add_domain(store: Store, name: str) -> Domain:
 async def add_dkim_keys(store: Store, domain: str, now: datetime) -> list[DkimKeyRecord]:
     """One new key per algorithm (RFC 8463 §4: sign with both), each under a selector never
     used by the domain before."""
+    # Imported here: dkimpy loads dnspython's resolver, ~70 ms of every other admin command
+    # that provisions (adding a user or an alias) and never signs.
+    from pillarbox.queue import dkim
+
     taken = {k.selector for k in await store.list_dkim_keys(domain, include_retired=True)}
     added = []
     for algorithm in dkim.DkimAlgorithm:

@@ -96,6 +96,15 @@ def test_listing_users_imports_the_store_it_uses_and_nothing_heavy(tmp_path: Pat
     assert sorted(modules & set(HEAVY)) == []
 
 
+def test_adding_an_alias_provisions_without_loading_dkim(tmp_path: Path) -> None:
+    """Provisioning loads dkimpy (and through it dnspython's resolver) only to make a domain's
+    keys: adding an alias or a user signs nothing."""
+    init_site(tmp_path, "alice@example.org", "correct horse battery")
+    modules = imported_by(tmp_path, "alias", "add", "team@example.org", "alice@example.org")
+    assert "pillarbox.provisioning" in modules
+    assert sorted(modules & {"dkim", "pillarbox.queue.dkim", "dns.resolver"}) == []
+
+
 def test_a_lazy_command_is_loaded_when_run(tmp_path: Path) -> None:
     modules = imported_by(tmp_path, "dkim", "--help")
     assert "pillarbox.cli.dns" in modules
