@@ -1023,6 +1023,18 @@ class GreylistingSection:
         "Envelope sender domains never greylisted, each with its subdomains (the sender is "
         "unauthenticated at RCPT: anyone may claim one).",
     )
+    allow_spf_pass: bool = _f(
+        False,
+        "Do not greylist a sender whose envelope domain's SPF passes for the client (RFC 7208; "
+        "the HELO name's for the null sender), checked only for a triplet that would be "
+        "deferred. A domain's own servers then wait for nothing, but so does spam from domains "
+        "that publish SPF for their senders (milter-greylist's `spf pass`).",
+    )
+    skip_recipient_domains: tuple[str, ...] = _f(
+        (),
+        "Hosted domains whose recipients are never greylisted, each with its subdomains "
+        "(postgrey's recipient whitelist): a domain whose users want no delay.",
+    )
     prune_interval: float = _f(
         3600.0, "Seconds between removals of expired triplets from the store."
     )
@@ -2050,13 +2062,12 @@ def _validate_greylisting(section: GreylistingSection) -> None:
     if section.auto_allow_clients < 0:
         raise ConfigError("greylisting.auto_allow_clients", "must be 0 (off) or more")
     _validate_networks("greylisting.allow_networks", section.allow_networks)
-    for domain in section.allow_sender_domains:
-        try:
-            domain_to_ascii(domain)
-        except InvalidName:
-            raise ConfigError(
-                "greylisting.allow_sender_domains", f"not a domain: {domain!r}"
-            ) from None
+    for key in ("allow_sender_domains", "skip_recipient_domains"):
+        for domain in getattr(section, key):
+            try:
+                domain_to_ascii(domain)
+            except InvalidName:
+                raise ConfigError(f"greylisting.{key}", f"not a domain: {domain!r}") from None
 
 
 def _validate_received_reports(section: ReceivedReportSection) -> None:

@@ -1,8 +1,9 @@
 """Greylisting (RFC 6647) on the live MX with Python's smtplib: a new triplet is deferred with
 451 4.7.1 at RCPT, a retry before the delay too, a retry after it passes and the message is
 stored; each recipient is answered on its own; trusted clients, allow-listed senders (the
-site's, or a recipient's own) and authenticated submission are never greylisted. Each
-decision is logged and counted.
+site's, or a recipient's own) and authenticated submission are never greylisted; nor, with
+the opt-outs, a sender whose SPF passes (asked of a loopback DNS server) or a recipient of a
+skipped domain. Each decision is logged and counted.
 
 The delay is a second; the client is 127.0.0.1 and ``policy.trusted_networks`` names
 127.0.0.2 only, so the same machine is a stranger or a trusted client by its source address.
@@ -24,6 +25,7 @@ from pillarbox import provisioning
 from pillarbox.policy import senderlists
 from pillarbox.store.interface import Store
 from pillarbox.store.types import INBOX, SenderListKind
+from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
 from pillarbox.testing.live import LiveServer, loopback_config
 
@@ -179,3 +181,54 @@ def test_a_sender_on_a_recipients_own_allow_list_is_not_greylisted(live: LiveSer
     assert subjects(live, BOB) == ["from the shop"]
     assert decisions(live, "listed") == 2
     assert decisions(live, "new") == 2
+
+
+@pytest.fixture
+def dns_records() -> list[ZoneRecord]:
+    return [
+        ZoneRecord("spf-pass.test", "TXT", "v=spf1 ip4:127.0.0.1 -all"),
+        ZoneRecord("spf-fail.test", "TXT", "v=spf1 -all"),
+    ]
+
+
+@pytest.fixture
+def opt_outs(tmp_path: Path, dns_port: int) -> Iterator[LiveServer]:
+    config = loopback_config(
+        tmp_path / "data",
+        only=["smtp"],
+        dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
+        policy=cfg.PolicySection(enabled=False, trusted_networks=("127.0.0.2/32",)),
+        greylisting=cfg.GreylistingSection(
+            enabled=True,
+            delay=60.0,
+            auto_allow_clients=0,
+            allow_spf_pass=True,
+            skip_recipient_domains=("nodelay.example",),
+        ),
+    )
+    with LiveServer(config) as server:
+        server.add_domain("example.org")
+        server.add_domain("nodelay.example")
+        server.add_account(ALICE, PASSWORD)
+        server.add_account("dora@nodelay.example", PASSWORD)
+        yield server
+
+
+def test_a_sender_whose_spf_passes_and_a_skipped_domains_recipient_are_not_delayed(
+    opt_outs: LiveServer,
+) -> None:
+    passing, failing = "news@spf-pass.test", "offers@spf-fail.test"
+    with mx(opt_outs) as client:
+        # The envelope domain authorises 127.0.0.1: delivered at the first attempt.
+        assert client.sendmail(passing, [ALICE], message("spf passes", passing)) == {}
+        # Its SPF fails: deferred as before ...
+        assert client.mail(failing)[0] == 250
+        assert client.rcpt(ALICE) == GREYLISTED
+        # ... but not for a recipient of a domain that wants no delay.
+        assert client.rcpt("dora@nodelay.example")[0] == 250
+        assert client.data(message("no delay", failing))[0] == 250
+    assert subjects(opt_outs, ALICE) == ["spf passes"]
+    assert subjects(opt_outs, "dora@nodelay.example") == ["no delay"]
+    assert decisions(opt_outs, "spf") == 1
+    assert decisions(opt_outs, "recipient") == 1
+    assert decisions(opt_outs, "new") == 1

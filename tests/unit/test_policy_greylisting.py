@@ -1,8 +1,9 @@
 """Greylisting's decisions (RFC 6647): the timing rule both store backends run
 (:meth:`GreylistRules.step`, time an argument), the triplet's parts (client network, sender
-normalisation), the ``[greylisting]`` config checks and the pruning job (on a real SQLite
-store). The store's side is in the contract suite; the MX's in tests/interop/test_greylisting.py
-and tests/interop/test_greylisting_postfix.py."""
+normalisation), the ``[greylisting]`` config checks, the opt-outs (a recipient domain
+skipped; a sender whose SPF passes, asked of a loopback DNS server) and the pruning job (on a
+real SQLite store). The store's side is in the contract suite; the MX's in
+tests/interop/test_greylisting.py and tests/interop/test_greylisting_postfix.py."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ from pillarbox.errors import ConfigError
 from pillarbox.mail.address import parse_address
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import GREYLIST_OUTCOMES, Metrics
+from pillarbox.policy import spf
 from pillarbox.policy.greylisting import (
     ALLOWED,
     LISTED,
+    RECIPIENT_SKIPPED,
+    SPF_PASSED,
     Greylist,
     client_network,
     prune_periodically,
@@ -29,6 +33,7 @@ from pillarbox.policy.greylisting import (
 from pillarbox.smtp import replies
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import GreylistRules, GreyOutcome, GreyTriplet, Sighting
+from pillarbox.testing.dnszone import ZoneRecord, serve_records
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 RULES = GreylistRules(
@@ -137,7 +142,12 @@ def test_only_new_and_early_defer() -> None:
 
 
 def test_every_outcome_has_its_metric_series() -> None:
-    assert set(GREYLIST_OUTCOMES) == {o.value for o in GreyOutcome} | {ALLOWED, LISTED}
+    assert set(GREYLIST_OUTCOMES) == {o.value for o in GreyOutcome} | {
+        ALLOWED,
+        LISTED,
+        SPF_PASSED,
+        RECIPIENT_SKIPPED,
+    }
 
 
 @pytest.mark.parametrize(
@@ -216,6 +226,7 @@ def test_off_by_default() -> None:
         ({"allow_sender_domains": ["bob@example.com"]}, "greylisting.allow_sender_domains"),
         ({"allow_sender_domains": ["."]}, "greylisting.allow_sender_domains"),
         ({"allow_sender_domains": ["exa mple.com"]}, "greylisting.allow_sender_domains"),
+        ({"skip_recipient_domains": ["a@b.example"]}, "greylisting.skip_recipient_domains"),
     ],
 )
 def test_config_errors_name_the_key(raw: dict[str, object], key: str) -> None:
@@ -258,14 +269,16 @@ async def test_greylist_answers_per_attempt_and_a_store_failure_is_a_server_faul
     await store.open()
     try:
         bob = parse_address("bob@example.net")
-        assert await greylist.check("192.0.2.1", bob, alice, (), log) == replies.GREYLISTED
+        assert await greylist.check("192.0.2.1", bob, "mx.example.net", alice, (), log) == (
+            replies.GREYLISTED
+        )
         # An allowed sender domain (given as a U-label), with its subdomains: never deferred.
         news = parse_address("news@lists.xn--bcher-kva.example")
-        assert await greylist.check("192.0.2.1", news, alice, (), log) is None
+        assert await greylist.check("192.0.2.1", news, "mx.example.net", alice, (), log) is None
     finally:
         await store.close()
     # A closed store stands for a broken one: a temporary server fault, not a pass.
-    assert await greylist.check("192.0.2.1", bob, alice, (), log) == replies.LOCAL_ERROR
+    assert await greylist.check("192.0.2.1", bob, "mx", alice, (), log) == replies.LOCAL_ERROR
     counted = {
         o: metrics.registry.get_sample_value(
             "pillarbox_greylisting_decisions_total", {"outcome": o}
@@ -273,3 +286,114 @@ async def test_greylist_answers_per_attempt_and_a_store_failure_is_a_server_faul
         for o in GREYLIST_OUTCOMES
     }
     assert counted == {o: 1.0 if o in ("new", ALLOWED) else 0.0 for o in GREYLIST_OUTCOMES}
+
+
+def decided(metrics: Metrics) -> dict[str, float]:
+    """The decisions counted so far, by outcome (the ones never taken left out)."""
+    counted = {
+        o: metrics.registry.get_sample_value(
+            "pillarbox_greylisting_decisions_total", {"outcome": o}
+        )
+        for o in GREYLIST_OUTCOMES
+    }
+    return {o: n for o, n in counted.items() if n}
+
+
+async def test_a_skipped_recipient_domain_passes_and_is_not_remembered(tmp_path: Path) -> None:
+    section = cfg.GreylistingSection(enabled=True, skip_recipient_domains=("Bücher.example",))
+    store = SqliteStore(tmp_path / "pillarbox.sqlite3")
+    metrics = Metrics()
+    greylist = Greylist(section, (), store, metrics)
+    plain = Greylist(cfg.GreylistingSection(enabled=True), (), store, Metrics())
+    log = Log("test")
+    bob = parse_address("bob@example.net")
+    await store.open()
+    try:
+        for rcpt in ("anna@xn--bcher-kva.example", "sales@eu.xn--bcher-kva.example"):
+            assert (
+                await greylist.check("192.0.2.1", bob, "mx", parse_address(rcpt), (), log) is None
+            )
+        other = parse_address("carl@example.org")
+        assert await greylist.check("192.0.2.1", bob, "mx", other, (), log) == replies.GREYLISTED
+        # Nothing of the skipped ones was kept: without the opt-out, each is new, not early.
+        anna = parse_address("anna@xn--bcher-kva.example")
+        assert await plain.check("192.0.2.1", bob, "mx", anna, (), log) == replies.GREYLISTED
+        assert (
+            await store.check_greylist(
+                GreyTriplet("192.0.2.0/24", "bob@example.net", "anna@xn--bcher-kva.example"),
+                datetime.now(UTC),
+                rules_of(section),
+            )
+            is GreyOutcome.EARLY
+        )
+    finally:
+        await store.close()
+    assert decided(metrics) == {RECIPIENT_SKIPPED: 2.0, "new": 1.0}
+
+
+SPF_RECORDS = [
+    ZoneRecord("sender.test", "TXT", "v=spf1 ip4:192.0.2.0/24 -all"),
+    ZoneRecord("mail.sender.test", "TXT", "v=spf1 ip4:192.0.2.25 -all"),
+    ZoneRecord("nospf.test", "TXT", "just some text"),
+]
+
+
+async def test_with_allow_spf_pass_a_sender_whose_spf_passes_is_not_deferred(
+    tmp_path: Path,
+) -> None:
+    """Asked of a loopback DNS server through the real SPF evaluator, and only for a triplet
+    that would be deferred; any other result (fail, none, a failing server) defers as ever."""
+    section = cfg.GreylistingSection(enabled=True, allow_spf_pass=True, delay=60.0)
+    store = SqliteStore(tmp_path / "pillarbox.sqlite3")
+    metrics = Metrics()
+    asked: list[tuple[str, str, str]] = []
+    log = Log("test")
+    alice = parse_address("alice@example.org")
+    async with serve_records(SPF_RECORDS, failing=["broken.test"]) as resolver:
+        limits = spf.SpfLimits(timeout=2.0)
+
+        async def check(ip: str, mail_from: str, helo: str) -> spf.SpfOutcome:
+            asked.append((ip, mail_from, helo))
+            return await spf.check_mail_from(resolver, ip, mail_from, helo, limits=limits)
+
+        greylist = Greylist(section, (), store, metrics, spf_check=check)
+        await store.open()
+        try:
+            sender = parse_address("news+123@sender.test")
+            # SPF passes for the envelope domain from its network: not deferred.
+            assert await greylist.check("192.0.2.9", sender, "x", alice, (), log) is None
+            # The same sender from elsewhere (SPF fails), a domain without SPF, one whose DNS
+            # fails (temperror): deferred as before.
+            assert await greylist.check("198.51.100.9", sender, "x", alice, (), log) == (
+                replies.GREYLISTED
+            )
+            for address in ("a@nospf.test", "a@broken.test"):
+                assert (
+                    await greylist.check("192.0.2.9", parse_address(address), "x", alice, (), log)
+                    == replies.GREYLISTED
+                )
+            # The null sender is checked by its HELO name (RFC 7208 §2.4).
+            assert (
+                await greylist.check("192.0.2.25", None, "mail.sender.test", alice, (), log) is None
+            )
+            assert await greylist.check("192.0.2.26", None, "mail.sender.test", alice, (), log) == (
+                replies.GREYLISTED
+            )
+            # A triplet that passes on its own asks nothing of the DNS.
+            before = len(asked)
+            waited = GreyTriplet("198.51.100.0/24", "news@sender.test", alice.key)
+            later = datetime.now(UTC) + timedelta(seconds=120)
+            assert (await store.check_greylist(waited, later, rules_of(section))).passes
+            assert await greylist.check("198.51.100.9", sender, "x", alice, (), log) is None
+            assert len(asked) == before
+        finally:
+            await store.close()
+    assert asked[0] == ("192.0.2.9", "news+123@sender.test", "x")
+    assert ("192.0.2.25", "", "mail.sender.test") in asked
+    assert decided(metrics) == {SPF_PASSED: 2.0, "new": 3.0, "early": 1.0, "known": 1.0}
+
+
+def test_allow_spf_pass_without_an_spf_check_is_a_programming_error(tmp_path: Path) -> None:
+    section = cfg.GreylistingSection(enabled=True, allow_spf_pass=True)
+    with pytest.raises(ValueError, match="allow_spf_pass"):
+        Greylist(section, (), SqliteStore(tmp_path / "s.sqlite3"), Metrics())

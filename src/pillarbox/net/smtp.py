@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from pillarbox.net.channel import Channel
 from pillarbox.net.listener import Admission, Handler
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import AuthMetrics, SmtpMetrics
+from pillarbox.policy import spf
 from pillarbox.policy.greylisting import Greylist
 from pillarbox.policy.pipeline import in_networks
 from pillarbox.queue.intake import AcceptedRecipient, Intake, Judging, Origin, PerRecipient
@@ -112,8 +114,20 @@ def mx_handler(services: Services, listener: str) -> Handler:
     config = services.config
     greylist = None
     if config.greylisting.enabled:
+        spf_check = None
+        if config.greylisting.allow_spf_pass:
+            spf_check = functools.partial(
+                spf.check_mail_from,
+                services.policy.resolver,
+                receiver=services.hostname,
+                limits=spf.SpfLimits(timeout=config.policy.timeout),
+            )
         greylist = Greylist(
-            config.greylisting, config.policy.trusted_networks, services.store, services.metrics
+            config.greylisting,
+            config.policy.trusted_networks,
+            services.store,
+            services.metrics,
+            spf_check=spf_check,
         )
     return _handler(
         services, settings, listener, submission=False, implicit_tls=False, greylist=greylist
@@ -508,6 +522,7 @@ class _SmtpSession:
             deferred = await self.greylist.check(
                 self.remote_ip,
                 self.mail.path.mailbox,
+                self.core.hello.domain if self.core.hello else "",
                 rcpt.path.mailbox,
                 resolution.local,
                 self.log,

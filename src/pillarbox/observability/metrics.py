@@ -53,7 +53,17 @@ DELIVERY_RESULTS = ("delivered", "deferred", "bounced")
 #: A greylisting decision at RCPT: the sender is on ``allow_sender_domains`` or on a
 #: recipient's own allow list, or the store's :class:`pillarbox.store.types.GreyOutcome`
 #: (new and early are deferrals).
-GREYLIST_OUTCOMES = ("allowed", "listed", "new", "early", "retried", "known", "client")
+GREYLIST_OUTCOMES = (
+    "allowed",
+    "listed",
+    "spf",
+    "recipient",
+    "new",
+    "early",
+    "retried",
+    "known",
+    "client",
+)
 #: The mailboxes the retention job empties of old mail (``[retention]``).
 RETENTION_MAILBOXES = ("junk", "trash")
 #: Why a login failed: wrong or unknown credentials, or the client was throttled first.

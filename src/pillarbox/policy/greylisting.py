@@ -28,6 +28,12 @@ Implementation notes:
   is: forging it skips the delay, not the judgement at DATA, where an allow entry counts only
   for mail its domain vouches for. A store failure answers 451 4.3.0 (a server fault,
   retried like the rest).
+- **Opt-outs** (docs/greylisting.md): a recipient in a domain on ``skip_recipient_domains``
+  is never greylisted (checked before the store, so nothing of it is remembered); with
+  ``allow_spf_pass``, a triplet that would be deferred passes when the envelope domain's SPF
+  (the HELO name's for the null sender, RFC 7208 §2.3, §2.4) passes for the client — checked
+  after the allow lists, on the inbound policy's resolver (its cache then answers the check
+  at DATA), within ``policy.timeout``; any other result, a timeout included, defers as before.
 - Expired triplets are removed by :func:`prune_periodically` on the server loop.
 """
 
@@ -36,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from pillarbox.config import GreylistingSection
@@ -46,6 +52,7 @@ from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import GREYLIST_OUTCOMES, Metrics
 from pillarbox.policy.pipeline import client_address, in_networks
 from pillarbox.policy.senderlists import chosen
+from pillarbox.policy.spf import SpfOutcome, SpfResult
 from pillarbox.queue.routing import LocalRecipient
 from pillarbox.smtp import replies
 from pillarbox.smtp.replies import Reply
@@ -56,6 +63,14 @@ from pillarbox.store.types import GreylistRules, GreyTriplet, SenderListKind
 ALLOWED = "allowed"
 #: The outcome word of a sender on the allow list of an account the recipient reaches.
 LISTED = "listed"
+#: The outcome word of a sender whose SPF passed (``allow_spf_pass``).
+SPF_PASSED = "spf"
+#: The outcome word of a recipient in a domain on ``skip_recipient_domains``.
+RECIPIENT_SKIPPED = "recipient"
+
+#: SPF's MAIL FROM check (:func:`pillarbox.policy.spf.check_mail_from` on a resolver):
+#: the client's address, the envelope sender ("" for the null sender) and the HELO name.
+SpfCheck = Callable[[str, str, str], Awaitable[SpfOutcome]]
 
 #: BATV (draft-levine-smtp-batv-01 §3.1): ``prvs=KDDDSSSSSS=local``, a tag per message.
 _BATV = re.compile(r"prvs=[0-9a-z]{10}=(?=.)")
@@ -116,13 +131,20 @@ class Greylist:
         trusted_networks: Sequence[str],
         store: Store,
         metrics: Metrics,
+        *,
+        spf_check: SpfCheck | None = None,
     ) -> None:
+        """``spf_check`` is needed with ``allow_spf_pass``."""
+        if section.allow_spf_pass and spf_check is None:
+            raise ValueError("greylisting.allow_spf_pass needs an SPF check")
+        self._spf_check = spf_check if section.allow_spf_pass else None
         self._section = section
         self._rules = rules_of(section)
         self._store = store
         exempt = (*trusted_networks, *section.allow_networks)
         self._exempt = [ipaddress.ip_network(n, strict=False) for n in exempt]
         self._domains = tuple(domain_to_ascii(d) for d in section.allow_sender_domains)
+        self._skipped = tuple(domain_to_ascii(d) for d in section.skip_recipient_domains)
         decisions = metrics.greylisting_decisions
         self._counted = {outcome: decisions.labels(outcome) for outcome in GREYLIST_OUTCOMES}
 
@@ -131,10 +153,13 @@ class Greylist:
         return in_networks(client_ip, self._exempt)
 
     def _sender_allowed(self, sender: Address | None) -> bool:
-        if sender is None:
+        return sender is not None and _within(sender.domain, self._domains)
+
+    async def _spf_passes(self, client_ip: str, sender: Address | None, helo: str) -> bool:
+        if self._spf_check is None:
             return False
-        domain = sender.domain
-        return any(domain == d or domain.endswith(f".{d}") for d in self._domains)
+        outcome = await self._spf_check(client_ip, sender.normalised if sender else "", helo)
+        return outcome.result is SpfResult.PASS
 
     async def _listed(self, sender: Address | None, owners: Sequence[LocalRecipient]) -> bool:
         """Whether an account among ``owners`` has ``sender`` on its allow list (an exact
@@ -151,18 +176,22 @@ class Greylist:
         self,
         client_ip: str,
         sender: Address | None,
+        helo: str,
         recipient: Address,
         owners: Sequence[LocalRecipient],
         log: Log,
     ) -> Reply | None:
         """The reply deferring ``recipient`` (delivered to ``owners``) of a transaction from
-        ``client_ip`` by ``sender``, or None when it passes; one log line and one count per
-        decision."""
+        ``client_ip`` (greeting as ``helo``) by ``sender``, or None when it passes; one log
+        line and one count per decision."""
         section = self._section
         network = client_network(client_ip, section.ipv4_prefix, section.ipv6_prefix)
         triplet = GreyTriplet(network, sender_key(sender), recipient.key)
         if self._sender_allowed(sender):
             self._record(log, ALLOWED, triplet)
+            return None
+        if _within(recipient.domain, self._skipped):
+            self._record(log, RECIPIENT_SKIPPED, triplet)
             return None
         try:
             outcome = await self._store.check_greylist(triplet, datetime.now(UTC), self._rules)
@@ -174,6 +203,10 @@ class Greylist:
         except StorageError as exc:
             log.error("greylisting failed", error=str(exc), rcpt=triplet.recipient)
             return replies.LOCAL_ERROR
+        # Last, as it asks the DNS: only for what would otherwise be deferred.
+        if not outcome.passes and await self._spf_passes(client_ip, sender, helo):
+            self._record(log, SPF_PASSED, triplet)
+            return None
         self._record(log, outcome.value, triplet)
         return None if outcome.passes else replies.GREYLISTED
 
@@ -186,6 +219,11 @@ class Greylist:
             sender=triplet.sender,
             rcpt=triplet.recipient,
         )
+
+
+def _within(domain: str, domains: Sequence[str]) -> bool:
+    """Whether ``domain`` is one of ``domains`` (A-labels) or a subdomain of one."""
+    return any(domain == d or domain.endswith(f".{d}") for d in domains)
 
 
 async def prune_periodically(store: Store, interval: float, stopping: asyncio.Event) -> None:

@@ -295,6 +295,12 @@ class InboundPolicy:
         self._trusted_clients: dict[str, bool] = {}
         self._clues = ClueCache()
 
+    @property
+    def resolver(self) -> Resolver:
+        """The policy's resolver: greylisting's SPF check at RCPT shares its cache, so the
+        check at DATA finds the answers there."""
+        return self._resolver
+
     async def assess(
         self,
         arrival: Arrival | None,
