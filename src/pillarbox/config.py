@@ -1030,6 +1030,12 @@ class GreylistingSection:
         "deferred. A domain's own servers then wait for nothing, but so does spam from domains "
         "that publish SPF for their senders (milter-greylist's `spf pass`).",
     )
+    only_listed_clients: bool = _f(
+        False,
+        "Greylist only a client listed on one of `policy.dnsbl_ip_zones` (RFC 5782; a lookup "
+        "that fails counts as listed): others pass and are not remembered (selective "
+        "greylisting). Private and loopback clients are never looked up, so never listed.",
+    )
     skip_recipient_domains: tuple[str, ...] = _f(
         (),
         "Hosted domains whose recipients are never greylisted, each with its subdomains "
@@ -1734,6 +1740,10 @@ def _validate(config: Config) -> None:
     _validate_imap_metadata(config.imap)
     _validate_policy(config.policy)
     _validate_greylisting(config.greylisting)
+    if config.greylisting.only_listed_clients and not config.policy.dnsbl_ip_zones:
+        raise ConfigError(
+            "greylisting.only_listed_clients", "needs a list in policy.dnsbl_ip_zones"
+        )
     _validate_web(config.web)
     _validate_contacts(config.contacts)
     _validate_calendars(config.calendars)

@@ -232,3 +232,28 @@ def test_a_sender_whose_spf_passes_and_a_skipped_domains_recipient_are_not_delay
     assert decisions(opt_outs, "spf") == 1
     assert decisions(opt_outs, "recipient") == 1
     assert decisions(opt_outs, "new") == 1
+
+
+def test_with_only_listed_clients_a_client_on_no_list_is_not_delayed(
+    tmp_path: Path, dns_port: int
+) -> None:
+    """Selective greylisting on the live MX: the client (loopback, which no DNSBL lists, so
+    never looked up) passes at once; its triplet is not remembered."""
+    config = loopback_config(
+        tmp_path / "data",
+        only=["smtp"],
+        dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
+        policy=cfg.PolicySection(
+            enabled=False, trusted_networks=("127.0.0.2/32",), dnsbl_ip_zones=("bl.test=3",)
+        ),
+        greylisting=cfg.GreylistingSection(enabled=True, delay=60.0, only_listed_clients=True),
+    )
+    with LiveServer(config) as server:
+        server.add_domain("example.org")
+        server.add_account(ALICE, PASSWORD)
+        with mx(server) as client:
+            assert client.sendmail(SENDER, [ALICE], message("unlisted")) == {}
+            assert client.sendmail(SENDER, [ALICE], message("again")) == {}
+        assert subjects(server, ALICE) == ["unlisted", "again"]
+        assert decisions(server, "unlisted") == 2
+        assert decisions(server, "new") == 0

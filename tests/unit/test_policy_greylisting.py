@@ -1,9 +1,10 @@
 """Greylisting's decisions (RFC 6647): the timing rule both store backends run
 (:meth:`GreylistRules.step`, time an argument), the triplet's parts (client network, sender
 normalisation), the ``[greylisting]`` config checks, the opt-outs (a recipient domain
-skipped; a sender whose SPF passes, asked of a loopback DNS server) and the pruning job (on a
-real SQLite store). The store's side is in the contract suite; the MX's in
-tests/interop/test_greylisting.py and tests/interop/test_greylisting_postfix.py."""
+skipped; a sender whose SPF passes and, selectively, a client on no DNSBL, both asked of a
+loopback DNS server) and the pruning job (on a real SQLite store). The store's side is in
+the contract suite; the MX's in tests/interop/test_greylisting.py and
+tests/interop/test_greylisting_postfix.py."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ from pillarbox.errors import ConfigError
 from pillarbox.mail.address import parse_address
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import GREYLIST_OUTCOMES, Metrics
-from pillarbox.policy import spf
+from pillarbox.policy import dnsbl, greylisting, spf
 from pillarbox.policy.greylisting import (
     ALLOWED,
     LISTED,
     RECIPIENT_SKIPPED,
     SPF_PASSED,
+    UNLISTED,
     Greylist,
     client_network,
     prune_periodically,
@@ -147,6 +149,7 @@ def test_every_outcome_has_its_metric_series() -> None:
         LISTED,
         SPF_PASSED,
         RECIPIENT_SKIPPED,
+        UNLISTED,
     }
 
 
@@ -227,6 +230,7 @@ def test_off_by_default() -> None:
         ({"allow_sender_domains": ["."]}, "greylisting.allow_sender_domains"),
         ({"allow_sender_domains": ["exa mple.com"]}, "greylisting.allow_sender_domains"),
         ({"skip_recipient_domains": ["a@b.example"]}, "greylisting.skip_recipient_domains"),
+        ({"only_listed_clients": True}, "greylisting.only_listed_clients"),
     ],
 )
 def test_config_errors_name_the_key(raw: dict[str, object], key: str) -> None:
@@ -304,7 +308,8 @@ async def test_a_skipped_recipient_domain_passes_and_is_not_remembered(tmp_path:
     store = SqliteStore(tmp_path / "pillarbox.sqlite3")
     metrics = Metrics()
     greylist = Greylist(section, (), store, metrics)
-    plain = Greylist(cfg.GreylistingSection(enabled=True), (), store, Metrics())
+    plain_metrics = Metrics()
+    plain = Greylist(cfg.GreylistingSection(enabled=True), (), store, plain_metrics)
     log = Log("test")
     bob = parse_address("bob@example.net")
     await store.open()
@@ -315,20 +320,13 @@ async def test_a_skipped_recipient_domain_passes_and_is_not_remembered(tmp_path:
             )
         other = parse_address("carl@example.org")
         assert await greylist.check("192.0.2.1", bob, "mx", other, (), log) == replies.GREYLISTED
-        # Nothing of the skipped ones was kept: without the opt-out, each is new, not early.
+        # Nothing of the skipped ones was kept: without the opt-out, anna's triplet is new.
         anna = parse_address("anna@xn--bcher-kva.example")
         assert await plain.check("192.0.2.1", bob, "mx", anna, (), log) == replies.GREYLISTED
-        assert (
-            await store.check_greylist(
-                GreyTriplet("192.0.2.0/24", "bob@example.net", "anna@xn--bcher-kva.example"),
-                datetime.now(UTC),
-                rules_of(section),
-            )
-            is GreyOutcome.EARLY
-        )
     finally:
         await store.close()
     assert decided(metrics) == {RECIPIENT_SKIPPED: 2.0, "new": 1.0}
+    assert decided(plain_metrics) == {"new": 1.0}
 
 
 SPF_RECORDS = [
@@ -397,3 +395,59 @@ def test_allow_spf_pass_without_an_spf_check_is_a_programming_error(tmp_path: Pa
     section = cfg.GreylistingSection(enabled=True, allow_spf_pass=True)
     with pytest.raises(ValueError, match="allow_spf_pass"):
         Greylist(section, (), SqliteStore(tmp_path / "s.sqlite3"), Metrics())
+
+
+async def test_with_only_listed_clients_a_client_on_no_list_passes_unremembered(
+    tmp_path: Path,
+) -> None:
+    """Selective greylisting through the real DNSBL lookup (RFC 5782) of a loopback DNS server
+    (``check_private``, as the test network is not a public one): a listed client is greylisted,
+    one on no list passes and is not remembered, one whose lookup fails is greylisted."""
+    section = cfg.GreylistingSection(enabled=True, only_listed_clients=True)
+    store = SqliteStore(tmp_path / "pillarbox.sqlite3")
+    metrics = Metrics()
+    log = Log("test")
+    alice = parse_address("alice@example.org")
+    bob = parse_address("bob@example.net")
+    records = [ZoneRecord("1.2.0.192.bl.test", "A", "127.0.0.2")]
+    async with serve_records(records, failing=["7.100.51.198.down.test"]) as resolver:
+
+        def listings_in(zone: str) -> greylisting.ClientListings:
+            async def listings(client_ip: str) -> list[dnsbl.Listing]:
+                return await dnsbl.check(
+                    resolver,
+                    client_ip=client_ip,
+                    ip_zones=[dnsbl.DnsblZone(zone, 1.0)],
+                    domains=(),
+                    domain_zones=(),
+                    timeout=2.0,
+                    check_private=True,
+                )
+
+            return listings
+
+        greylist = Greylist(section, (), store, metrics, client_listings=listings_in("bl.test"))
+        failing = Greylist(section, (), store, metrics, client_listings=listings_in("down.test"))
+        await store.open()
+        try:
+            assert await greylist.check("192.0.2.1", bob, "x", alice, (), log) == (
+                replies.GREYLISTED
+            )
+            assert await greylist.check("203.0.113.7", bob, "x", alice, (), log) is None
+            assert await failing.check("198.51.100.7", bob, "x", alice, (), log) == (
+                replies.GREYLISTED
+            )
+            # The greylisted ones were remembered; the unlisted one was not (new, not early).
+            now = datetime.now(UTC)
+            for network, outcome in (
+                ("192.0.2.0/24", GreyOutcome.EARLY),
+                ("198.51.100.0/24", GreyOutcome.EARLY),
+                ("203.0.113.0/24", GreyOutcome.NEW),
+            ):
+                triplet = GreyTriplet(network, "bob@example.net", alice.key)
+                assert await store.check_greylist(triplet, now, rules_of(section)) is outcome
+        finally:
+            await store.close()
+    assert decided(metrics) == {UNLISTED: 1.0, "new": 2.0}
+    with pytest.raises(ValueError, match="only_listed_clients"):
+        Greylist(section, (), store, Metrics())

@@ -46,8 +46,8 @@ from pillarbox.net.channel import Channel
 from pillarbox.net.listener import Admission, Handler
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import AuthMetrics, SmtpMetrics
-from pillarbox.policy import spf
-from pillarbox.policy.greylisting import Greylist
+from pillarbox.policy import dnsbl, spf
+from pillarbox.policy.greylisting import ClientListings, Greylist
 from pillarbox.policy.pipeline import in_networks
 from pillarbox.queue.intake import AcceptedRecipient, Intake, Judging, Origin, PerRecipient
 from pillarbox.queue.sendlimits import Allowance
@@ -122,16 +122,39 @@ def mx_handler(services: Services, listener: str) -> Handler:
                 receiver=services.hostname,
                 limits=spf.SpfLimits(timeout=config.policy.timeout),
             )
+        client_listings = None
+        if config.greylisting.only_listed_clients:
+            client_listings = _client_listings(services)
         greylist = Greylist(
             config.greylisting,
             config.policy.trusted_networks,
             services.store,
             services.metrics,
             spf_check=spf_check,
+            client_listings=client_listings,
         )
     return _handler(
         services, settings, listener, submission=False, implicit_tls=False, greylist=greylist
     )
+
+
+def _client_listings(services: Services) -> ClientListings:
+    """Selective greylisting's question: the client's address in the inbound policy's IP
+    lists, on its resolver (whose cache the lookups at DATA then find)."""
+    policy = services.policy
+    zones, timeout = policy.settings.ip_zones, services.config.policy.timeout
+
+    async def listings(client_ip: str) -> list[dnsbl.Listing]:
+        return await dnsbl.check(
+            policy.resolver,
+            client_ip=client_ip,
+            ip_zones=zones,
+            domains=(),
+            domain_zones=(),
+            timeout=timeout,
+        )
+
+    return listings
 
 
 def submission_handler(services: Services, listener: str) -> Handler:

@@ -58,6 +58,7 @@ GREYLIST_OUTCOMES = (
     "listed",
     "spf",
     "recipient",
+    "unlisted",
     "new",
     "early",
     "retried",

@@ -34,6 +34,9 @@ Implementation notes:
   (the HELO name's for the null sender, RFC 7208 §2.3, §2.4) passes for the client — checked
   after the allow lists, on the inbound policy's resolver (its cache then answers the check
   at DATA), within ``policy.timeout``; any other result, a timeout included, defers as before.
+  With ``only_listed_clients`` (selective greylisting) a client no ``policy.dnsbl_ip_zones``
+  list names passes before the store is asked, so nothing of it is remembered; a lookup that
+  fails counts as a listing (the client is greylisted as it would be without the option).
 - Expired triplets are removed by :func:`prune_periodically` on the server loop.
 """
 
@@ -50,6 +53,7 @@ from pillarbox.errors import StorageError
 from pillarbox.mail.address import Address, domain_to_ascii
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import GREYLIST_OUTCOMES, Metrics
+from pillarbox.policy.dnsbl import Listing
 from pillarbox.policy.pipeline import client_address, in_networks
 from pillarbox.policy.senderlists import chosen
 from pillarbox.policy.spf import SpfOutcome, SpfResult
@@ -67,10 +71,15 @@ LISTED = "listed"
 SPF_PASSED = "spf"
 #: The outcome word of a recipient in a domain on ``skip_recipient_domains``.
 RECIPIENT_SKIPPED = "recipient"
+#: The outcome word of a client on no list, with ``only_listed_clients``.
+UNLISTED = "unlisted"
 
 #: SPF's MAIL FROM check (:func:`pillarbox.policy.spf.check_mail_from` on a resolver):
 #: the client's address, the envelope sender ("" for the null sender) and the HELO name.
 SpfCheck = Callable[[str, str, str], Awaitable[SpfOutcome]]
+#: The client's address looked up in the DNSBLs (:func:`pillarbox.policy.dnsbl.check`): its
+#: listings and temporary failures, none when it is on no list.
+ClientListings = Callable[[str], Awaitable[Sequence[Listing]]]
 
 #: BATV (draft-levine-smtp-batv-01 §3.1): ``prvs=KDDDSSSSSS=local``, a tag per message.
 _BATV = re.compile(r"prvs=[0-9a-z]{10}=(?=.)")
@@ -133,11 +142,16 @@ class Greylist:
         metrics: Metrics,
         *,
         spf_check: SpfCheck | None = None,
+        client_listings: ClientListings | None = None,
     ) -> None:
-        """``spf_check`` is needed with ``allow_spf_pass``."""
+        """``spf_check`` is needed with ``allow_spf_pass``, ``client_listings`` with
+        ``only_listed_clients``."""
         if section.allow_spf_pass and spf_check is None:
             raise ValueError("greylisting.allow_spf_pass needs an SPF check")
+        if section.only_listed_clients and client_listings is None:
+            raise ValueError("greylisting.only_listed_clients needs the client's listings")
         self._spf_check = spf_check if section.allow_spf_pass else None
+        self._client_listings = client_listings if section.only_listed_clients else None
         self._section = section
         self._rules = rules_of(section)
         self._store = store
@@ -192,6 +206,9 @@ class Greylist:
             return None
         if _within(recipient.domain, self._skipped):
             self._record(log, RECIPIENT_SKIPPED, triplet)
+            return None
+        if self._client_listings is not None and not await self._client_listings(client_ip):
+            self._record(log, UNLISTED, triplet)
             return None
         try:
             outcome = await self._store.check_greylist(triplet, datetime.now(UTC), self._rules)
