@@ -339,6 +339,22 @@ class SmtpSection:
     )
     max_connections: int = _f(1000, "Concurrent SMTP connections, all listeners together.")
     max_connections_per_ip: int = _f(20, "Concurrent SMTP connections from one client address.")
+    greet_pause: float = _f(
+        0.0,
+        "MX only: seconds to wait before the greeting; a client that talks first is greeted "
+        "with 554 and served nothing but QUIT (RFC 5321 §3.1: the client waits for the 220; "
+        "postscreen's pregreet test). Under 300 (a client waits 5 minutes for the greeting, "
+        "§4.5.3.2.1). 0: off. Not for policy.trusted_networks.",
+    )
+    greet_pass_ttl: float = _f(
+        86400.0,
+        "Seconds a client address that waited for the greeting is not made to wait again "
+        "(postscreen_greet_ttl).",
+    )
+    greet_pass_clients: int = _f(
+        100_000,
+        "Client addresses remembered as having waited; past it the memory starts empty again.",
+    )
     bare_newline: Literal["reject", "normalize"] = _f(
         "reject", "Messages with a bare CR or LF: refuse them, or rewrite to CRLF."
     )
@@ -1677,6 +1693,14 @@ def _validate(config: Config) -> None:
     _validate_store(config.store)
     if config.smtp.max_line_length < 1000:
         raise ConfigError("smtp.max_line_length", "must be at least 1000 (RFC 5321 §4.5.3.1.6)")
+    if not 0 <= config.smtp.greet_pause < 300:
+        raise ConfigError(
+            "smtp.greet_pause", "must be 0 (off) to under 300 s (RFC 5321 §4.5.3.2.1)"
+        )
+    if config.smtp.greet_pass_ttl < 0:
+        raise ConfigError("smtp.greet_pass_ttl", "must not be negative")
+    if config.smtp.greet_pass_clients < 1:
+        raise ConfigError("smtp.greet_pass_clients", "must be at least 1")
     if config.imap.idle_timeout < 1800:
         raise ConfigError("imap.idle_timeout", "must be at least 1800 s (RFC 9051 §5.4)")
     if config.pop3.idle_timeout < 600:

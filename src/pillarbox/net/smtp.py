@@ -9,6 +9,8 @@ Implementation notes:
 - **MX** (port 25): no AUTH; recipients must resolve at hosted domains (RFC 5321 §3.6.2).
   With ``[greylisting]`` on, a recipient that resolved is then greylisted (RFC 6647,
   :mod:`pillarbox.policy.greylisting`) unless the client is trusted: 451 4.7.1 for it alone.
+  With ``smtp.greet_pause``, an untrusted client not remembered as patient waits that long for
+  the greeting; if it talks first it is greeted 554 (:mod:`pillarbox.net.pregreet`).
   **Submission** (587 STARTTLS, 465 implicit TLS, RFC 6409/8314): AUTH is offered only under
   TLS (unless ``smtp.auth_without_tls``) and required before MAIL (530 5.7.0).
   **LMTP** (RFC 2033, for a front MTA, loopback by default): the core in LMTP mode (LHLO only,
@@ -44,6 +46,7 @@ from pillarbox.errors import AuthenticationFailed, RateLimited, StorageError
 from pillarbox.mail import trace
 from pillarbox.net.channel import Channel
 from pillarbox.net.listener import Admission, Handler
+from pillarbox.net.pregreet import GreetPause
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import AuthMetrics, SmtpMetrics
 from pillarbox.policy import dnsbl, spf
@@ -133,8 +136,23 @@ def mx_handler(services: Services, listener: str) -> Handler:
             spf_check=spf_check,
             client_listings=client_listings,
         )
+    pause = None
+    if config.smtp.greet_pause > 0:
+        pause = GreetPause(
+            config.smtp.greet_pause,
+            config.smtp.greet_pass_ttl,
+            config.smtp.greet_pass_clients,
+            config.policy.trusted_networks,
+            services.metrics,
+        )
     return _handler(
-        services, settings, listener, submission=False, implicit_tls=False, greylist=greylist
+        services,
+        settings,
+        listener,
+        submission=False,
+        implicit_tls=False,
+        greylist=greylist,
+        greet_pause=pause,
     )
 
 
@@ -244,6 +262,7 @@ def _handler(
     lmtp: PerRecipient | None = None,
     greylist: Greylist | None = None,
     access: LmtpAccess | None = None,
+    greet_pause: GreetPause | None = None,
 ) -> Handler:
     intake = Intake(services) if lmtp is None else Intake(services, mailbox_full=lmtp.mailbox_full)
     protocol = "smtp" if lmtp is None else "lmtp"
@@ -269,6 +288,7 @@ def _handler(
             lmtp,
             greylist,
             access,
+            greet_pause,
         )
         return session.run()
 
@@ -296,8 +316,11 @@ class _SmtpSession:
         lmtp: PerRecipient | None = None,
         greylist: Greylist | None = None,
         access: LmtpAccess | None = None,
+        greet_pause: GreetPause | None = None,
     ) -> None:
         self.services = services
+        #: The MX's pause before the greeting (None elsewhere, or when off).
+        self.greet_pause = greet_pause
         self.metrics = metrics
         #: How an LMTP session answers each recipient; None for SMTP.
         self.lmtp = lmtp
@@ -343,8 +366,20 @@ class _SmtpSession:
         try:
             self.log.info("connected", submission=self.submission, tls=self.channel.tls_active)
             ready = replies.service_ready if self.lmtp is None else replies.lmtp_ready
-            self.core.greet(ready(self.services.hostname))
+            greeting = ready(self.services.hostname)
+            early = b""
+            pause = self.greet_pause
+            if pause is not None and pause.applies(self.remote_ip, self.loop.time()):
+                waited = await self._pause_before_greeting(pause)
+                if waited is None:
+                    return
+                early = waited
+                if early:
+                    greeting = replies.TALKED_FIRST
+            self.core.greet(greeting)
             core = self.core
+            if early:
+                core.receive_data(early, self.loop.time())
             while True:
                 event = core.next_event()
                 if event is NEED_DATA:
@@ -385,6 +420,24 @@ class _SmtpSession:
         finally:
             if self.stopping is not None:
                 self.stopping.cancel()
+
+    async def _pause_before_greeting(self, pause: GreetPause) -> bytes | None:
+        """Wait ``pause.seconds`` before the greeting (:mod:`pillarbox.net.pregreet`): b"" if
+        the client waited, what it sent if it talked first, None if it left."""
+        try:
+            early = await self.channel.receive(pause.seconds)
+        except TimeoutError:
+            pause.waited(self.remote_ip, self.loop.time())
+            pause.count("waited")
+            return b""
+        if not early:
+            self.log.info("client left before the greeting")
+            pause.count("left")
+            return None
+        # RFC 5321 §3.1, §4.3.1: a client waits for the greeting before it sends anything.
+        self.log.info("client talked before the greeting", octets=len(early))
+        pause.count("talked")
+        return early
 
     def _receive(self, timeout: float | None) -> Awaitable[bytes | None]:
         """Read from the client; None when the server begins shutting down while idle. The

@@ -65,6 +65,9 @@ GREYLIST_OUTCOMES = (
     "known",
     "client",
 )
+#: How a pause before the MX's greeting ended (``smtp.greet_pause``): the client waited for
+#: the greeting, talked before it (greeted with 554), or left.
+GREET_OUTCOMES = ("waited", "talked", "left")
 #: The mailboxes the retention job empties of old mail (``[retention]``).
 RETENTION_MAILBOXES = ("junk", "trash")
 #: Why a login failed: wrong or unknown credentials, or the client was throttled first.
@@ -177,7 +180,14 @@ class Metrics:
         self.greylisting_decisions = Counter(
             "pillarbox_greylisting_decisions",
             "Greylisting decisions at the MX, one per recipient checked, by outcome "
-            "(allowed, new, early, retried, known, client; new and early were deferred).",
+            "(docs/greylisting.md; new and early were deferred).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.greet_pauses = Counter(
+            "pillarbox_smtp_greet_pauses",
+            "Pauses before the MX's greeting (smtp.greet_pause), by outcome (waited, talked: "
+            "greeted with 554, left).",
             ["outcome"],
             registry=registry,
         )
@@ -225,6 +235,8 @@ class Metrics:
             self.policy_verdicts.labels(action)
         for outcome in GREYLIST_OUTCOMES:
             self.greylisting_decisions.labels(outcome)
+        for outcome in GREET_OUTCOMES:
+            self.greet_pauses.labels(outcome)
         for result in DELIVERY_RESULTS:
             self.delivery_attempts.labels(result)
         for mailbox in RETENTION_MAILBOXES:

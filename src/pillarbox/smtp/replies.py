@@ -94,6 +94,9 @@ def lmtp_ready(hostname: str) -> Reply:
 # -- connection ------------------------------------------------------------------------------
 #: RFC 5321 §3.1: refuse service at connect but stay for QUIT.
 SERVICE_REFUSED = Reply(554, None, "no SMTP service here")
+#: The same to a client that sent before the greeting (RFC 5321 §3.1, §4.3.1: it must wait
+#: for the 220): ``smtp.greet_pause``.
+TALKED_FIRST = Reply(554, None, "no SMTP service here: talked before the greeting")
 SERVICE_UNAVAILABLE = Reply(421, "4.3.2", "service not available, closing transmission channel")
 CLOSING = Reply(221, "2.0.0", "bye")
 #: RFC 5321 §4.5.3.2.7 server timeout; RFC 3463 X.4.2 "bad connection".
