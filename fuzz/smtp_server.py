@@ -3,12 +3,14 @@
 Input: byte 0 picks the state the session is driven to first (greeted, after EHLO, in a
 transaction, inside DATA, between BDAT chunks, inside AUTH), SMTP or LMTP mode (with XFORWARD
 offered, 0x10), the bare line-break policy (0x20) and whether TLS and AUTH are required before
-MAIL (0x40: an LMTP client outside the trusted networks, or submission) and whether AUTH is
-offered only under TLS (0x80, as on the LMTP listener); byte 1 how the rest is cut into reads
-(0: one read); the rest is what the client sends. Asserted, beyond "no exception":
+MAIL (0x40: an LMTP client outside the trusted networks, or submission), whether AUTH is
+offered only under TLS (0x80, as on the LMTP listener) and whether RFC 2920 synchronisation is
+enforced (0x08, as on the MX); byte 1 how the rest is cut into reads (0: one read); the rest
+is what the client sends. Asserted, beyond "no exception":
 
 * every byte written is a well-formed reply line (``NNN`` then space or hyphen, CRLF);
-* the session ends in a reply: after the final timeout the last line is 221 or 421;
+* the session ends in a reply: after the final timeout the last line is 221 or 421, or with
+  synchronisation enforced the 554 of a client that sent too early;
 * when TLS and AUTH are required, no MAIL reaches the application but over TLS and after an
   AUTH accepted since the TLS handshake (RFC 3207 §4.2: what came before it is forgotten);
 * no message is ended (``DataEnd`` after DATA) without a ``CRLF.CRLF`` on the wire: a bare
@@ -51,7 +53,9 @@ _REPLY_LINE = re.compile(rb"[2-5][0-9][0-9][ -][^\r\n]*\r\n")
 _DATA_END = re.compile(rb"(?=\r\n\.\r\n)")
 
 
-def _settings(lmtp: bool, normalise: bool, require: bool, tls_auth: bool) -> SmtpServerSettings:
+def _settings(
+    lmtp: bool, normalise: bool, require: bool, tls_auth: bool, sync: bool
+) -> SmtpServerSettings:
     return SmtpServerSettings(
         hostname="mx.test",
         mode=Mode.LMTP if lmtp else Mode.SMTP,
@@ -65,6 +69,7 @@ def _settings(lmtp: bool, normalise: bool, require: bool, tls_auth: bool) -> Smt
         bare_linebreaks=BareLinebreakPolicy.NORMALISE if normalise else BareLinebreakPolicy.REJECT,
         require_tls=require,
         require_auth=require,
+        enforce_sync=sync,
     )
 
 
@@ -74,11 +79,12 @@ def check(data: bytes) -> None:
     selector, cut = data[0], data[1]
     lmtp, normalise = bool(selector & 0x10), bool(selector & 0x20)
     require, tls_auth = bool(selector & 0x40), bool(selector & 0x80)
-    prefix = PREFIXES[(selector & 0x0F) % len(PREFIXES)]
+    sync = bool(selector & 0x08)
+    prefix = PREFIXES[(selector & 0x07) % len(PREFIXES)]
     if b"%s" in prefix:
         prefix = prefix.replace(b"%s", b"LHLO" if lmtp else b"EHLO", 1)
     stream = prefix + data[2:]
-    conn = ServerConnection(_settings(lmtp, normalise, require, tls_auth))
+    conn = ServerConnection(_settings(lmtp, normalise, require, tls_auth, sync))
     conn.greet(R.service_ready("mx.test"))
     out = bytearray(conn.data_to_send(0.0))
     ended_data = 0  # messages ended after DATA (not BDAT)
@@ -124,7 +130,8 @@ def check(data: bytes) -> None:
     out += conn.data_to_send(10_000.0)
     wire = bytes(out)
     assert _REPLY_LINE.sub(b"", wire) == b"", wire
-    assert wire.split(b"\r\n")[-2][:3] in (b"221", b"421"), wire[-200:]
+    last = wire.split(b"\r\n")[-2] + b"\r\n"
+    assert last[:3] in (b"221", b"421") or (sync and last == R.SYNC_ERROR.render()), wire[-200:]
     terminators = len(_DATA_END.findall(stream))
     assert ended_data <= terminators, (ended_data, terminators, stream)
 

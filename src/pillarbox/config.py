@@ -339,6 +339,13 @@ class SmtpSection:
     )
     max_connections: int = _f(1000, "Concurrent SMTP connections, all listeners together.")
     max_connections_per_ip: int = _f(20, "Concurrent SMTP connections from one client address.")
+    enforce_sync: bool = _f(
+        True,
+        "MX only: a client outside policy.trusted_networks that sends before the reply it had "
+        "to wait for (after HELO, EHLO or DATA, or any command without PIPELINING: RFC 2920 "
+        "§3.1) gets 554 5.5.0 and is disconnected (Exim's smtp_enforce_sync, Postfix's "
+        "reject_unauth_pipelining).",
+    )
     greet_pause: float = _f(
         0.0,
         "MX only: seconds to wait before the greeting; a client that talks first is greeted "

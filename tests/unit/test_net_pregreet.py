@@ -1,6 +1,7 @@
 """Whom the MX's pregreet test makes wait (:class:`pillarbox.net.pregreet.GreetPause`), the
 clock an argument: every stranger until it waited once, then not for ``pass_ttl``; never a
-trusted network; the memory bounded. The wait itself is in tests/interop/test_smtp_pregreet.py.
+trusted network; the memory bounded. The wait itself is in
+tests/interop/test_smtp_early_talkers.py.
 """
 
 from __future__ import annotations

@@ -115,44 +115,56 @@ def _settings(
 def mx_handler(services: Services, listener: str) -> Handler:
     settings = _settings(services, submission=False, implicit_tls=False)
     config = services.config
-    greylist = None
-    if config.greylisting.enabled:
-        spf_check = None
-        if config.greylisting.allow_spf_pass:
-            spf_check = functools.partial(
-                spf.check_mail_from,
-                services.policy.resolver,
-                receiver=services.hostname,
-                limits=spf.SpfLimits(timeout=config.policy.timeout),
-            )
-        client_listings = None
-        if config.greylisting.only_listed_clients:
-            client_listings = _client_listings(services)
-        greylist = Greylist(
-            config.greylisting,
-            config.policy.trusted_networks,
-            services.store,
-            services.metrics,
-            spf_check=spf_check,
-            client_listings=client_listings,
-        )
-    pause = None
-    if config.smtp.greet_pause > 0:
-        pause = GreetPause(
-            config.smtp.greet_pause,
-            config.smtp.greet_pass_ttl,
-            config.smtp.greet_pass_clients,
-            config.policy.trusted_networks,
-            services.metrics,
-        )
+    # smtp.enforce_sync for strangers only: a trusted host injects as it likes.
+    strict = dataclasses.replace(settings, enforce_sync=config.smtp.enforce_sync)
+    trusted = [ipaddress.ip_network(n, strict=False) for n in config.policy.trusted_networks]
+
+    def settings_for(client_ip: str) -> SmtpServerSettings:
+        return settings if in_networks(client_ip, trusted) else strict
+
     return _handler(
         services,
         settings,
         listener,
         submission=False,
         implicit_tls=False,
-        greylist=greylist,
-        greet_pause=pause,
+        greylist=_greylist(services) if config.greylisting.enabled else None,
+        greet_pause=_greet_pause(services) if config.smtp.greet_pause > 0 else None,
+        settings_for=settings_for,
+    )
+
+
+def _greylist(services: Services) -> Greylist:
+    config = services.config
+    spf_check = None
+    if config.greylisting.allow_spf_pass:
+        spf_check = functools.partial(
+            spf.check_mail_from,
+            services.policy.resolver,
+            receiver=services.hostname,
+            limits=spf.SpfLimits(timeout=config.policy.timeout),
+        )
+    client_listings = None
+    if config.greylisting.only_listed_clients:
+        client_listings = _client_listings(services)
+    return Greylist(
+        config.greylisting,
+        config.policy.trusted_networks,
+        services.store,
+        services.metrics,
+        spf_check=spf_check,
+        client_listings=client_listings,
+    )
+
+
+def _greet_pause(services: Services) -> GreetPause:
+    smtp, policy = services.config.smtp, services.config.policy
+    return GreetPause(
+        smtp.greet_pause,
+        smtp.greet_pass_ttl,
+        smtp.greet_pass_clients,
+        policy.trusted_networks,
+        services.metrics,
     )
 
 
@@ -241,6 +253,7 @@ def lmtp_handler(services: Services, listener: str) -> Handler:
     each = PerRecipient(
         mailbox_full=LMTP_MAILBOX_FULL[section.quota_full], refuse_spam=section.refuse_spam
     )
+    access = LmtpAccess.of(services, settings)
     return _handler(
         services,
         settings,
@@ -248,7 +261,8 @@ def lmtp_handler(services: Services, listener: str) -> Handler:
         submission=False,
         implicit_tls=False,
         lmtp=each,
-        access=LmtpAccess.of(services, settings),
+        access=access,
+        settings_for=access.settings_for,
     )
 
 
@@ -263,7 +277,10 @@ def _handler(
     greylist: Greylist | None = None,
     access: LmtpAccess | None = None,
     greet_pause: GreetPause | None = None,
+    settings_for: Callable[[str], SmtpServerSettings] | None = None,
 ) -> Handler:
+    """``settings_for`` chooses the core's settings by client address (default: ``settings``
+    for every client)."""
     intake = Intake(services) if lmtp is None else Intake(services, mailbox_full=lmtp.mailbox_full)
     protocol = "smtp" if lmtp is None else "lmtp"
     metrics = _Observed(services.metrics.smtp(listener), services.metrics.auth(protocol))
@@ -279,7 +296,7 @@ def _handler(
         session = _SmtpSession(
             services,
             intake,
-            settings if access is None else access.settings_for(peer),
+            settings if settings_for is None else settings_for(peer),
             channel,
             log.bind(conn=admission.connection_id, remote=peer),
             submission,

@@ -94,6 +94,9 @@ def lmtp_ready(hostname: str) -> Reply:
 # -- connection ------------------------------------------------------------------------------
 #: RFC 5321 §3.1: refuse service at connect but stay for QUIT.
 SERVICE_REFUSED = Reply(554, None, "no SMTP service here")
+#: RFC 2920 §3.1: a command sent before the reply it had to wait for (after HELO, EHLO or
+#: DATA, or any command without PIPELINING); the session ends (RFC 5321 §7.8).
+SYNC_ERROR = Reply(554, "5.5.0", "synchronization error: sent without waiting for our reply")
 #: The same to a client that sent before the greeting (RFC 5321 §3.1, §4.3.1: it must wait
 #: for the 220): ``smtp.greet_pause``.
 TALKED_FIRST = Reply(554, None, "no SMTP service here: talked before the greeting")

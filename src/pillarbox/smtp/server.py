@@ -22,6 +22,15 @@ Invariants:
   (``550 5.5.2``) or its bare line breaks are normalised to CRLF.
 * After ``220`` to STARTTLS everything already buffered is discarded and the session forgets
   its hello (RFC 3207 §4.2, CVE-2011-0411 command injection).
+* With ``enforce_sync`` (the MX, for clients outside its trusted networks), a command parsed
+  while bytes sent after it already wait in the buffer, where the client had to wait for our
+  reply first, ends the session with ``554 5.5.0``: HELO, EHLO, LHLO and DATA end a pipelined
+  group (RFC 2920 §3.1), and without PIPELINING in effect every command does. Since nothing
+  after a command is parsed before it is answered, those bytes were sent before the reply;
+  a client that waits can never trip it (it may miss a burst split across reads). Spam
+  engines fire whole sessions at once (Exim's ``smtp_enforce_sync``, Postfix's
+  ``reject_unauth_pipelining``); RFC 5321 §7.8 lets a server end such a session. QUIT, the
+  message content and BDAT chunks are exempt (§3.1 lets content start a group; RFC 3030).
 * MAIL is refused with 530 5.7.0 until STARTTLS and AUTH where the settings require them
   (``require_tls``, ``require_auth``: submission, and an LMTP client outside the trusted
   networks); the same in SMTP and LMTP mode, as STARTTLS and AUTH are.
@@ -129,6 +138,9 @@ class SmtpServerSettings:
     #: LMTP client outside ``[lmtp] trusted_networks``).
     require_auth: bool = False
     pipelining: bool = True
+    #: End the session with ``554 5.5.0`` when a command arrives before the reply it had to
+    #: wait for (module notes; the MX's ``smtp.enforce_sync``).
+    enforce_sync: bool = False
     eightbitmime: bool = True
     smtputf8: bool = True
     chunking: bool = True
@@ -756,7 +768,21 @@ class ServerConnection:
         except CommandError as exc:
             self._refuse(exc.reply)
             return
+        if self._buf and self.settings.enforce_sync and self._must_wait(command):
+            self._events.append(ProtocolError(R.SYNC_ERROR))
+            self._shutdown(R.SYNC_ERROR)
+            return
         self._dispatch(command, target)
+
+    def _must_wait(self, command: Command) -> bool:
+        """Whether the client had to wait for the reply to ``command`` before sending more
+        (RFC 2920 §3.1; module notes)."""
+        if isinstance(command, Quit):
+            return False  # nothing after QUIT matters
+        if isinstance(command, Hello | Data):
+            return True
+        hello = self.hello
+        return not (self.settings.pipelining and hello is not None and hello.extended)
 
     @property
     def _offered(self) -> frozenset[str]:
