@@ -118,22 +118,29 @@ def _module_package(path: Path) -> str:
     return ".".join(["pillarbox", *path.relative_to(SRC).parent.parts])
 
 
+def _importers(package: str, allowed: set[str]) -> dict[str, list[str]]:
+    """Each module of ``src/pillarbox`` outside the top-level packages ``allowed`` that imports
+    from ``pillarbox.<package>``, with what it imports."""
+    name = f"pillarbox.{package}"
+    offenders = {}
+    for path in sorted(SRC.rglob("*.py")):
+        if path.relative_to(SRC).parts[0] in allowed:
+            continue
+        found = sorted(
+            m
+            for m in imported_modules(path.read_text(encoding="utf-8"), _module_package(path))
+            if m == name or m.startswith(f"{name}.")
+        )
+        if found:
+            offenders[str(path.relative_to(SRC))] = found
+    return offenders
+
+
 def test_nothing_outside_cli_imports_from_cli() -> None:
     """``pillarbox.cli`` uses the library, never the other way round: code two commands (or a
     command and a server part) share lives in a library package (as :mod:`pillarbox.mailclient`
     does for ``pillarbox mail`` and ``pillarbox import imap``)."""
-    offenders = {}
-    for path in sorted(SRC.rglob("*.py")):
-        if path.relative_to(SRC).parts[0] == "cli":
-            continue
-        from_cli = sorted(
-            m
-            for m in imported_modules(path.read_text(encoding="utf-8"), _module_package(path))
-            if m == "pillarbox.cli" or m.startswith("pillarbox.cli.")
-        )
-        if from_cli:
-            offenders[str(path.relative_to(SRC))] = from_cli
-    assert offenders == {}
+    assert _importers("cli", {"cli"}) == {}
 
 
 def test_only_the_server_and_the_cli_import_from_web() -> None:
@@ -141,16 +148,4 @@ def test_only_the_server_and_the_cli_import_from_web() -> None:
     share with a page lives below it (as :mod:`pillarbox.mail.people` does for the compose
     page's address check, which the address book runs for ``pillarbox import vcard`` and
     CardDAV), so that they load no web app. ``net.serve`` mounts the app; the CLI runs it."""
-    allowed = {"net", "cli", "web"}
-    offenders = {}
-    for path in sorted(SRC.rglob("*.py")):
-        if path.relative_to(SRC).parts[0] in allowed:
-            continue
-        from_web = sorted(
-            m
-            for m in imported_modules(path.read_text(encoding="utf-8"), _module_package(path))
-            if m == "pillarbox.web" or m.startswith("pillarbox.web.")
-        )
-        if from_web:
-            offenders[str(path.relative_to(SRC))] = from_web
-    assert offenders == {}
+    assert _importers("web", {"net", "cli", "web"}) == {}
