@@ -56,14 +56,25 @@ NO_DNS = "127.0.0.1:9"
 #: starts at 32768), so that no client connection made meanwhile — by this test or a run
 #: beside it — is given the port before its server binds it.
 _FREE_PORTS = range(20000, 32768)
+#: The ports :func:`free_port` handed out lately, oldest first (an ordered set), never handed
+#: out again while kept: each caller binds its port later, so two calls of one test (two
+#: listeners of a server, two frontends of one HAProxy) could be given the same port free at
+#: both times. Seen: HAProxy, which binds with SO_REUSEPORT, listened for two frontends on
+#: one port and sent a ManageSieve client to the POP3 backend. A port handed out 4,096 calls
+#: ago has been bound or dropped by now.
+_HANDED_OUT: dict[int, None] = {}
+_HANDED_OUT_KEPT = 4096
 
 
 def free_port(*addresses: str) -> int:
     """A port free for TCP and UDP on every one of ``addresses`` (loopback IPs), for servers
     that must share one port number on several addresses (SMTP's remote port, DNS), or that
-    are bound later by another program (a peer's configured port)."""
+    are bound later by another program (a peer's configured port); not one this process
+    handed out lately."""
     for _ in range(200):
         port = secrets.choice(_FREE_PORTS)  # not `random`: tests may seed it
+        if port in _HANDED_OUT:
+            continue
         try:
             for address in addresses:
                 for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
@@ -71,6 +82,9 @@ def free_port(*addresses: str) -> int:
                         taken.bind((address, port))
         except OSError:
             continue
+        _HANDED_OUT[port] = None
+        if len(_HANDED_OUT) > _HANDED_OUT_KEPT:
+            del _HANDED_OUT[next(iter(_HANDED_OUT))]
         return port
     raise RuntimeError(f"no port free on all of {', '.join(addresses)}")
 
