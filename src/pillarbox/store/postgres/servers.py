@@ -128,7 +128,12 @@ class Presence:
                 await task
         conn, self._conn = self._conn, None
         if conn is not None:
-            await conn.close()  # the lock goes with it
+            # Released here, not left to go with the connection: the server ends the closed
+            # connection's backend, and frees its locks, in its own time after close()
+            # returned; a migration waiting for the exclusive lock then waited on that.
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute("SELECT pg_advisory_unlock_shared(%s, %s)", self._key)
+            await conn.close()
 
     async def _keep(self) -> None:
         delay = self._retry
