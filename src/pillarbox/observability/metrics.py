@@ -51,8 +51,9 @@ POLICY_ACTIONS = ("inbox", "junk", "reject")
 #: One outbound delivery attempt for one recipient ended so.
 DELIVERY_RESULTS = ("delivered", "deferred", "bounced")
 #: A greylisting decision at RCPT: the sender is on ``allow_sender_domains`` or on a
-#: recipient's own allow list, or the store's :class:`pillarbox.store.types.GreyOutcome`
-#: (new and early are deferrals).
+#: recipient's own allow list, its SPF passed, the recipient's domain is skipped, the client
+#: is on no DNSBL (the opt-outs, docs/greylisting.md), or the store's
+#: :class:`pillarbox.store.types.GreyOutcome` (new and early are deferrals).
 GREYLIST_OUTCOMES = (
     "allowed",
     "listed",
