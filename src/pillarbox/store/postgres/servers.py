@@ -131,8 +131,11 @@ class Presence:
             # Released here, not left to go with the connection: the server ends the closed
             # connection's backend, and frees its locks, in its own time after close()
             # returned; a migration waiting for the exclusive lock then waited on that.
-            with contextlib.suppress(psycopg.Error):
-                await conn.execute("SELECT pg_advisory_unlock_shared(%s, %s)", self._key)
+            # Bounded: a connection cut without a reset (the network gone) would otherwise
+            # hold close(), and the server's stop, until TCP gave up.
+            with contextlib.suppress(psycopg.Error, TimeoutError):
+                async with asyncio.timeout(self._timeout):
+                    await conn.execute("SELECT pg_advisory_unlock_shared(%s, %s)", self._key)
             await conn.close()
 
     async def _keep(self) -> None:
