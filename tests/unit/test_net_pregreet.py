@@ -6,12 +6,15 @@ tests/interop/test_smtp_early_talkers.py.
 
 from __future__ import annotations
 
+import ipaddress
+
 from pillarbox.net.pregreet import GreetPause
 from pillarbox.observability.metrics import Metrics
 
 
 def pause(max_clients: int = 10) -> GreetPause:
-    return GreetPause(5.0, 100.0, max_clients, ("10.0.0.0/8", "::1/128"), Metrics())
+    trusted = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    return GreetPause(5.0, 100.0, max_clients, trusted, Metrics())
 
 
 def test_a_client_waits_until_it_waited_once_then_not_for_the_ttl() -> None:

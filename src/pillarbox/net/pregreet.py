@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from pillarbox.observability.metrics import GREET_OUTCOMES, Metrics
 from pillarbox.policy.pipeline import in_networks
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 
 class GreetPause:
     """One MX listener's pause before the greeting, shared by its sessions."""
@@ -36,14 +38,15 @@ class GreetPause:
         seconds: float,
         pass_ttl: float,
         max_clients: int,
-        exempt: Sequence[str],
+        exempt: Sequence[Network],
         metrics: Metrics,
     ) -> None:
+        """``exempt``: the trusted networks, as the MX's handler parsed them."""
         self.seconds = seconds
         self._counted = {o: metrics.greet_pauses.labels(o) for o in GREET_OUTCOMES}
         self._pass_ttl = pass_ttl
         self._max_clients = max_clients
-        self._exempt = [ipaddress.ip_network(n, strict=False) for n in exempt]
+        self._exempt = exempt
         #: Client address → until when it is not made to wait (loop time).
         self._passed: dict[str, float] = {}
 

@@ -36,7 +36,7 @@ import asyncio
 import dataclasses
 import functools
 import ipaddress
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -46,7 +46,7 @@ from pillarbox.errors import AuthenticationFailed, RateLimited, StorageError
 from pillarbox.mail import trace
 from pillarbox.net.channel import Channel
 from pillarbox.net.listener import Admission, Handler
-from pillarbox.net.pregreet import GreetPause
+from pillarbox.net.pregreet import GreetPause, Network
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import AuthMetrics, SmtpMetrics
 from pillarbox.policy import dnsbl, spf
@@ -129,7 +129,7 @@ def mx_handler(services: Services, listener: str) -> Handler:
         submission=False,
         implicit_tls=False,
         greylist=_greylist(services) if config.greylisting.enabled else None,
-        greet_pause=_greet_pause(services) if config.smtp.greet_pause > 0 else None,
+        greet_pause=_greet_pause(services, trusted) if config.smtp.greet_pause > 0 else None,
         settings_for=settings_for,
     )
 
@@ -157,14 +157,10 @@ def _greylist(services: Services) -> Greylist:
     )
 
 
-def _greet_pause(services: Services) -> GreetPause:
-    smtp, policy = services.config.smtp, services.config.policy
+def _greet_pause(services: Services, trusted: Sequence[Network]) -> GreetPause:
+    smtp = services.config.smtp
     return GreetPause(
-        smtp.greet_pause,
-        smtp.greet_pass_ttl,
-        smtp.greet_pass_clients,
-        policy.trusted_networks,
-        services.metrics,
+        smtp.greet_pause, smtp.greet_pass_ttl, smtp.greet_pass_clients, trusted, services.metrics
     )
 
 
