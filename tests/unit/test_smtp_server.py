@@ -554,3 +554,19 @@ def test_sync_is_off_by_default_in_the_core() -> None:
     conn = connect()
     written, _ = exchange(conn, HELO + MAIL + RCPT)
     assert written == b"250 mx.test\r\n250 2.1.0 sender OK\r\n250 2.1.5 recipient OK\r\n"
+
+
+def test_a_client_that_waits_across_starttls_pipelines_after_its_new_ehlo() -> None:
+    """Most mail between MTAs: EHLO, STARTTLS, EHLO again under TLS (the session forgot the
+    first, RFC 3207 §4.2), then a pipelined transaction. Nothing of it trips the check."""
+    conn = ehlo_done(starttls=True)
+    written, _ = exchange(conn, b"STARTTLS\r\n")
+    assert written == b"220 2.0.0 ready to start TLS\r\n"
+    conn.tls_established()
+    written, _ = exchange(conn, EHLO)
+    assert written.startswith(b"250-mx.test\r\n") and b"250-PIPELINING\r\n" in written
+    written, events = exchange(conn, MAIL + RCPT + b"DATA\r\n")
+    assert written.endswith(b"354 end data with <CR><LF>.<CR><LF>\r\n")
+    written, events = exchange(conn, BODY + b"QUIT\r\n")
+    assert any(isinstance(e, DataEnd) for e in events)
+    assert written.endswith(b"221 2.0.0 bye\r\n")
