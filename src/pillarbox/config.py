@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 from pillarbox.certificates import acme_names
 from pillarbox.errors import ConfigError, InvalidName
 from pillarbox.mail.address import domain_to_ascii
+from pillarbox.milter.address import parse_filter_address
 from pillarbox.queue.tlspolicy import PolicyTable
 
 ENV_PREFIX = "PILLARBOX__"
@@ -1008,6 +1009,38 @@ MIB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MilterSection:
+    """External mail filters (the milter protocol, as Postfix's smtpd_milters; docs/milter.md)."""
+
+    mx: tuple[str, ...] = _f(
+        (),
+        "Filters consulted, in order, by the MX at each stage of a session: 'inet:HOST:PORT' "
+        "or 'unix:/PATH' (OpenDKIM, OpenDMARC, rspamd, clamav-milter, spamass-milter).",
+    )
+    submission: tuple[str, ...] = _f(
+        (), "Filters consulted, in order, on submission (587 and 465), as for mx."
+    )
+    default_action: Literal["tempfail", "accept", "reject"] = _f(
+        "tempfail",
+        "When a filter cannot be reached, times out or breaks the protocol: answer 451 4.3.0 "
+        "(tempfail), go on without that filter for the session (accept), or refuse with "
+        "550 5.7.1 (reject) (Postfix's milter_default_action).",
+    )
+    connect_timeout: float = _f(30.0, "Seconds to connect to a filter and negotiate.")
+    command_timeout: float = _f(
+        30.0, "Seconds a filter has to answer a connect, HELO, MAIL or RCPT step."
+    )
+    content_timeout: float = _f(
+        300.0,
+        "Seconds a filter has to answer each piece of the message (header fields, body "
+        "chunks, end of message); a progress reply restarts it.",
+    )
+    max_reply_size: int = _f(
+        1_048_576, "Bytes of one reply packet from a filter (a replaced body comes in several)."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GreylistingSection:
     """Greylisting at the MX (RFC 6647, docs/greylisting.md); the triplet is the client's
     network, the normalised envelope sender and the recipient."""
@@ -1409,6 +1442,10 @@ class Config:
     greylisting: GreylistingSection = _section(
         GreylistingSection, "Greylisting at the MX (RFC 6647, docs/greylisting.md); off by default."
     )
+    milter: MilterSection = _section(
+        MilterSection,
+        "External mail filters (the milter protocol; docs/milter.md); none by default.",
+    )
     web: WebSection = _section(WebSection, "Webmail, admin and JSON API (the http listener).")
     contacts: ContactsSection = _section(
         ContactsSection, "The webmail's address book: limits per account and per contact."
@@ -1771,6 +1808,7 @@ def _validate(config: Config) -> None:
     _validate_imap_metadata(config.imap)
     _validate_policy(config.policy)
     _validate_greylisting(config.greylisting)
+    _validate_milter(config.milter)
     if config.greylisting.only_listed_clients and not config.policy.dnsbl_ip_zones:
         raise ConfigError(
             "greylisting.only_listed_clients", "needs a list in policy.dnsbl_ip_zones"
@@ -2079,6 +2117,18 @@ def _validate_policy(policy: PolicySection) -> None:
             if not equals or not zone.strip():
                 raise ConfigError(f"policy.{key}", f"expected 'zone=score', got {item!r}")
     _validate_networks("policy.trusted_networks", policy.trusted_networks)
+
+
+def _validate_milter(section: MilterSection) -> None:
+    for key in ("mx", "submission"):
+        for index, text in enumerate(getattr(section, key)):
+            try:
+                parse_filter_address(text)
+            except ValueError as exc:
+                raise ConfigError(f"milter.{key}[{index}]", f"{text!r}: {exc}") from None
+    for key in ("connect_timeout", "command_timeout", "content_timeout", "max_reply_size"):
+        if getattr(section, key) <= 0:
+            raise ConfigError(f"milter.{key}", f"must be positive, got {getattr(section, key)}")
 
 
 def _validate_networks(key: str, networks: tuple[str, ...]) -> None:

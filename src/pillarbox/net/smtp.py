@@ -42,10 +42,12 @@ from typing import Literal, NamedTuple
 
 from pillarbox.auth.directory import Authenticated, SaslSession, normalize_username
 from pillarbox.auth.sasl import Challenge, UnsupportedMechanism
-from pillarbox.errors import AuthenticationFailed, RateLimited, StorageError
+from pillarbox.errors import AuthenticationFailed, InvalidName, RateLimited, StorageError
 from pillarbox.mail import trace
+from pillarbox.mail.address import parse_address
 from pillarbox.net.channel import Channel
 from pillarbox.net.listener import Admission, Handler
+from pillarbox.net.milter import Filtered, Filters
 from pillarbox.net.pregreet import GreetPause, Network
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import AuthMetrics, SmtpMetrics
@@ -56,7 +58,17 @@ from pillarbox.queue.intake import AcceptedRecipient, Intake, Judging, Origin, P
 from pillarbox.queue.sendlimits import Allowance
 from pillarbox.services import Services
 from pillarbox.smtp import replies
-from pillarbox.smtp.grammar import Auth, Hello, MailFrom, Quit, RcptTo, Rset, StartTls, Xforward
+from pillarbox.smtp.grammar import (
+    Auth,
+    Hello,
+    MailFrom,
+    Path,
+    Quit,
+    RcptTo,
+    Rset,
+    StartTls,
+    Xforward,
+)
 from pillarbox.smtp.replies import Reply
 from pillarbox.smtp.sentinels import CLOSED, NEED_DATA, PAUSED
 from pillarbox.smtp.server import (
@@ -131,6 +143,7 @@ def mx_handler(services: Services, listener: str) -> Handler:
         greylist=_greylist(services) if config.greylisting.enabled else None,
         greet_pause=_greet_pause(services, trusted) if config.smtp.greet_pause > 0 else None,
         settings_for=settings_for,
+        milters=config.milter.mx,
     )
 
 
@@ -186,7 +199,14 @@ def _client_listings(services: Services) -> ClientListings:
 def submission_handler(services: Services, listener: str) -> Handler:
     implicit_tls = listener == "submissions"
     settings = _settings(services, submission=True, implicit_tls=implicit_tls)
-    return _handler(services, settings, listener, submission=True, implicit_tls=implicit_tls)
+    return _handler(
+        services,
+        settings,
+        listener,
+        submission=True,
+        implicit_tls=implicit_tls,
+        milters=services.config.milter.submission,
+    )
 
 
 #: ``[lmtp] quota_full`` → the reply to a recipient over quota (RFC 3463 X.2.2: both a
@@ -274,9 +294,10 @@ def _handler(
     access: LmtpAccess | None = None,
     greet_pause: GreetPause | None = None,
     settings_for: Callable[[str], SmtpServerSettings] | None = None,
+    milters: Sequence[str] = (),
 ) -> Handler:
     """``settings_for`` chooses the core's settings by client address (default: ``settings``
-    for every client)."""
+    for every client); ``milters``: the mail filters each session consults, in order."""
     intake = Intake(services) if lmtp is None else Intake(services, mailbox_full=lmtp.mailbox_full)
     protocol = "smtp" if lmtp is None else "lmtp"
     metrics = _Observed(services.metrics.smtp(listener), services.metrics.auth(protocol))
@@ -289,12 +310,13 @@ def _handler(
         if not admission.admitted:
             return channel.send(replies.SERVICE_UNAVAILABLE.with_text(admission.refusal).render())
         peer = channel.peer[0]
+        bound = log.bind(conn=admission.connection_id, remote=peer)
         session = _SmtpSession(
             services,
             intake,
             settings if settings_for is None else settings_for(peer),
             channel,
-            log.bind(conn=admission.connection_id, remote=peer),
+            bound,
             submission,
             implicit_tls,
             metrics,
@@ -302,6 +324,7 @@ def _handler(
             greylist,
             access,
             greet_pause,
+            Filters(milters, services.config.milter, listener, bound) if milters else None,
         )
         return session.run()
 
@@ -330,8 +353,11 @@ class _SmtpSession:
         greylist: Greylist | None = None,
         access: LmtpAccess | None = None,
         greet_pause: GreetPause | None = None,
+        filters: Filters | None = None,
     ) -> None:
         self.services = services
+        #: The listener's mail filters (``[milter]``), this session's connections to them.
+        self.filters = filters
         #: The MX's pause before the greeting (None elsewhere, or when off).
         self.greet_pause = greet_pause
         self.metrics = metrics
@@ -389,6 +415,16 @@ class _SmtpSession:
                 early = waited
                 if early:
                     greeting = replies.TALKED_FIRST
+            if self.filters is not None and greeting.code == 220:
+                peer = self.channel.peer
+                refusal = await self.filters.connect(peer[0], peer[1], self.services.hostname)
+                if refusal is not None:
+                    self.log.info("refused by a mail filter", code=refusal.code)
+                    greeting = (
+                        replies.FILTER_REFUSED_SERVICE
+                        if refusal.code >= 500
+                        else replies.FILTER_DEFERRED_SERVICE
+                    )
             self.core.greet(greeting)
             core = self.core
             if early:
@@ -433,6 +469,8 @@ class _SmtpSession:
         finally:
             if self.stopping is not None:
                 self.stopping.cancel()
+            if self.filters is not None:
+                await self.filters.close()
 
     async def _pause_before_greeting(self, pause: GreetPause) -> bytes | None:
         """Wait ``pause.seconds`` before the greeting (:mod:`pillarbox.net.pregreet`): b"" if
@@ -503,6 +541,14 @@ class _SmtpSession:
             case Hello():
                 self._reset_transaction()  # RFC 5321 §4.1.4: a hello implies RSET
                 self.xforward = {}
+                if self.filters is not None:
+                    tls = self._tls_summary()
+                    refusal = await self.filters.helo(
+                        event.domain, None if tls is None else (tls.version, tls.cipher)
+                    )
+                    if refusal is not None:
+                        core.reject(refusal)
+                        return
                 core.accept()
             case Quit():
                 pass  # already answered by the core
@@ -591,6 +637,9 @@ class _SmtpSession:
     # -- envelope ------------------------------------------------------------------------------
     async def _mail(self, mail: MailFrom) -> None:
         reply = await self.intake.check_sender(mail, self.account)
+        if reply.is_positive and self.filters is not None:
+            login = None if self.account is None else self.account.address
+            reply = await self.filters.mail(mail, login) or reply
         if reply.is_positive:
             self._reset_transaction()
             self.mail = mail
@@ -618,6 +667,10 @@ class _SmtpSession:
             )
             if deferred is not None:
                 reply, resolution = deferred, None
+        if resolution is not None and self.filters is not None:
+            refusal = await self.filters.rcpt(rcpt)
+            if refusal is not None:
+                reply, resolution = refusal, None
         if resolution is not None:
             self.accepted.append(AcceptedRecipient(rcpt, resolution))
         else:
@@ -649,10 +702,22 @@ class _SmtpSession:
             # One message, counted by its best outcome: accepted if any recipient took it.
             reply = next((a for a in answers if a.is_positive), answers[0])
         else:
+            mail, accepted, raw = self.mail, self.accepted, bytes(self.spool)
+            filtered = None if self.filters is None else await self.filters.message(raw)
+            if filtered is not None:
+                mail, accepted = await self._filtered_envelope(filtered)
+                raw = filtered.message
+                origin = dataclasses.replace(origin, quarantine=filtered.quarantine)
             try:
-                reply = await self.intake.accept(
-                    self.mail, self.accepted, bytes(self.spool), origin
-                )
+                if filtered is not None and filtered.reply is not None:
+                    reply = filtered.reply
+                elif filtered is not None and (filtered.discard or not accepted):
+                    self.log.warning(
+                        "message discarded by a mail filter", sender=str(self.mail.path)
+                    )
+                    reply = replies.MESSAGE_ACCEPTED
+                else:
+                    reply = await self.intake.accept(mail, accepted, raw, origin)
             except StorageError as exc:
                 self.log.error("storing the message failed", error=str(exc))
                 reply = replies.LOCAL_ERROR
@@ -661,6 +726,32 @@ class _SmtpSession:
         messages = self.metrics.messages
         messages.data_seconds.observe(self.loop.time() - started)
         messages.message(reply.code)
+
+    async def _filtered_envelope(
+        self, filtered: Filtered
+    ) -> tuple[MailFrom, list[AcceptedRecipient]]:
+        """The envelope after the filters' changes (milter ``e``, ``+``, ``-``); an address a
+        filter wrote that does not parse, or names no one here, is logged and left out."""
+        assert self.mail is not None
+        mail = self.mail
+        if filtered.sender is not None:
+            try:
+                mailbox = parse_address(filtered.sender) if filtered.sender else None
+                mail = dataclasses.replace(mail, path=Path(mailbox))
+            except InvalidName:
+                self.log.warning("mail filter's sender refused", sender=filtered.sender)
+        removed = {r.lower() for r in filtered.removed}
+        accepted = [a for a in self.accepted if str(a.rcpt.path.mailbox).lower() not in removed]
+        for text in filtered.added:
+            try:
+                added = await self.intake.route_added(parse_address(text))
+            except InvalidName:
+                added = None
+            if added is None:
+                self.log.warning("mail filter's recipient refused", rcpt=text)
+            else:
+                accepted.append(added)
+        return mail, accepted
 
     def _lmtp_judging(self, forwarded: tuple[str, str] | None) -> Judging:
         """``[lmtp] policy``; "full" needs the sender's MTA from XFORWARD (``forwarded``),

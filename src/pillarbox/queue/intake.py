@@ -56,7 +56,7 @@ from pillarbox.mail.headers import (
 from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
 from pillarbox.policy.authresults import strip_forged
-from pillarbox.policy.pipeline import Arrival, Assessment, Copy, Judgement
+from pillarbox.policy.pipeline import JUNK_MAILBOX, Arrival, Assessment, Copy, Judgement
 from pillarbox.policy.verdict import Action, Verdict, decide
 from pillarbox.queue import forwarding, srs, vacation
 from pillarbox.queue.filtering import LocalDelivery, Refusal
@@ -91,6 +91,8 @@ POLICY_REFUSED = replies.POLICY_REJECTED
 SIEVE_REFUSED = replies.POLICY_REJECTED.with_text("refused by the recipient's filter")
 #: Characters of an ereject reason put in the reply line (RFC 5321 §4.5.3.1.5: 512 octets).
 MAX_REFUSAL_TEXT = 400
+#: The field on top of a copy a mail filter quarantined, with the filter's reason.
+QUARANTINE_FIELD = "X-Pillarbox-Quarantine"
 SPAM_NOT_FORWARDED = "message judged spam; not forwarded"
 #: Every recipient is an alias that would send the message back where it came from
 #: (RFC 3463 X.4.6: routing loop detected).
@@ -141,6 +143,9 @@ class Origin:
     #: Whether the message counts against the account's sending limits (:mod:`.sendlimits`):
     #: not for reports the server itself sends from an account.
     limited: bool = True
+    #: A mail filter's reason to quarantine the message (milter ``q``): every local copy goes
+    #: to Junk with the reason in a field on top, and nothing leaves for another server.
+    quarantine: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +243,15 @@ class Intake:
                 return refusal, None
         return replies.RECIPIENT_OK, resolution
 
+    async def route_added(self, mailbox: Address) -> AcceptedRecipient | None:
+        """A recipient a mail filter added (milter ``+``), routed as RCPT would route it but
+        without the relay check (the administrator's filter added it); None for an unknown
+        address of a hosted domain."""
+        resolution = await self._router.resolve(mailbox)
+        if resolution.unknown:
+            return None
+        return AcceptedRecipient(RcptTo(Path(mailbox)), resolution)
+
     def _srs_return(self, mailbox: Address) -> Resolution:
         """Mail to an SRS address of ours (a bounce of mail we forwarded) goes back to the
         original sender (see :mod:`.forwarding`); a forged or expired one stays unknown."""
@@ -311,6 +325,11 @@ class Intake:
 
         def whole(reply: Reply) -> list[Reply]:
             return [reply] * (1 if each is None else len(recipients))
+
+        if origin.quarantine is not None and (plan.plain or plan.aliased):
+            # No Junk of ours to hold it in on another server: refused rather than sent on.
+            self._log.info("refused: quarantined", id=queue_id, reason=origin.quarantine)
+            return whole(replies.FILTER_QUARANTINED)
 
         judged = (
             origin.account is None
@@ -422,7 +441,7 @@ class Intake:
                         received,
                         clean,
                         clean_info,
-                        _filing(copies.get(a)),
+                        _filing(copies.get(a), origin.quarantine),
                         addressed=plan.addressed[a],
                         submitted=origin.account is not None,
                         refusals=refusals,
@@ -472,7 +491,9 @@ class Intake:
             for account_id in set(failed) - covered:
                 plan.local.pop(account_id, None)  # no vacation reply for what was not taken
         retry_local = [
-            NewQueueRecipient(storing[a].account.address, filing=_filing(copies.get(a)))
+            NewQueueRecipient(
+                storing[a].account.address, filing=_filing(copies.get(a), origin.quarantine)
+            )
             for a in unstored
         ]
         if refusals:
@@ -743,8 +764,14 @@ def _newest_resent_block(fields: Sequence[HeaderField]) -> list[HeaderField]:
     return newest
 
 
-def _filing(judged: Copy | None) -> Filing | None:
-    return judged.filing if judged is not None else None
+def _filing(judged: Copy | None, quarantine: str | None) -> Filing | None:
+    """The policy's filing of a copy; in Junk, with the reason on top, when a mail filter
+    quarantined the message."""
+    if quarantine is None:
+        return judged.filing if judged is not None else None
+    reason = " ".join(quarantine.split())[:MAX_REFUSAL_TEXT]
+    field = f"{QUARANTINE_FIELD}: {reason}\r\n".encode("utf-8", "replace")
+    return Filing(JUNK_MAILBOX, True, field + (judged.headers if judged is not None else b""))
 
 
 def _sieve_refusal(refusal: Refusal) -> Reply:

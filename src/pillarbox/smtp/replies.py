@@ -101,6 +101,18 @@ SYNC_ERROR = Reply(554, "5.5.0", "synchronization error: sent without waiting fo
 #: for the 220): ``smtp.greet_pause``.
 TALKED_FIRST = Reply(554, None, "no SMTP service here: talked before the greeting")
 SERVICE_UNAVAILABLE = Reply(421, "4.3.2", "service not available, closing transmission channel")
+#: A mail filter (milter.mx) refused the connection: 554 to serve nothing but QUIT, or 421 to
+#: close (RFC 5321 §3.1; a greeting carries no enhanced code, RFC 2034 §3).
+FILTER_REFUSED_SERVICE = Reply(554, None, "no SMTP service here: refused by a mail filter")
+FILTER_DEFERRED_SERVICE = Reply(421, None, "service not available, try again later")
+#: A mail filter's REJECT and TEMPFAIL without a reply of its own (Postfix's texts).
+FILTER_REJECTED = Reply(550, "5.7.1", "command rejected by a mail filter")
+FILTER_TEMPFAIL = Reply(451, "4.7.1", "service unavailable, try again later")
+#: ``milter.default_action`` for a filter that cannot be reached or breaks the protocol.
+FILTER_UNAVAILABLE = Reply(451, "4.3.0", "mail filter unavailable, try again later")
+FILTER_FAILED_REJECT = Reply(550, "5.7.1", "mail filter failure")
+#: A quarantined message (milter ``q``) for another server, where no Junk of ours can hold it.
+FILTER_QUARANTINED = Reply(550, "5.7.1", "message quarantined by a mail filter")
 CLOSING = Reply(221, "2.0.0", "bye")
 #: RFC 5321 §4.5.3.2.7 server timeout; RFC 3463 X.4.2 "bad connection".
 TIMEOUT = Reply(421, "4.4.2", "timeout exceeded, closing connection")
