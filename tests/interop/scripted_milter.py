@@ -22,7 +22,7 @@ import Milter
 RECORD = sys.argv[2]
 
 
-class Scripted(Milter.Base):  # type: ignore[misc]
+class Scripted(Milter.Base):
     def __init__(self) -> None:
         self.seen: dict[str, Any] = {}
 
@@ -43,6 +43,7 @@ class Scripted(Milter.Base):  # type: ignore[misc]
             "rcpt": [],
             "headers": [],
             "mail_addr": self.getsymval("{mail_addr}"),
+            "auth_authen": self.getsymval("{auth_authen}"),
         }
         if sender.startswith("<tempfail@"):
             self.setreply("451", "4.7.1", "come back later, says the filter")

@@ -12,8 +12,12 @@ import base64
 import json
 import shutil
 import smtplib
+import socket
+import socketserver
+import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,3 +255,119 @@ def test_opendkim_signs_what_is_stored(tmp_path: Path) -> None:
         return record
 
     assert dkim.verify(stored, dnsfunc=dns)
+
+
+def test_submission_filters_see_the_login(tmp_path: Path, milter: tuple[str, Path]) -> None:
+    config = loopback_config(
+        tmp_path / "data",
+        only=["submission"],
+        policy=cfg.PolicySection(enabled=False),
+        milter=cfg.MilterSection(submission=(milter[0],)),
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, PASSWORD)
+        live.add_account(BOB, PASSWORD)
+        with smtplib.SMTP("127.0.0.1", live.port("submission")) as client:
+            client.login(ALICE, PASSWORD)
+            message = f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: edit\r\n\r\nHi.\r\n"
+            assert client.sendmail(ALICE, [BOB], message.encode()) == {}
+        [seen] = records(milter[1])
+        assert (seen["from"], seen["auth_authen"]) == (f"<{ALICE}>", ALICE)
+        [stored] = live.mailbox_messages(BOB, INBOX)
+        assert b"\r\nSubject: edited by the filter\r\n" in stored
+
+
+class HostileFilter(socketserver.ThreadingTCPServer):
+    """A filter on loopback that negotiates, then misbehaves as ``mode`` says once it is sent
+    end of message: ``silent`` never answers, ``garbage`` answers with an unknown reply code,
+    ``huge`` announces a 2 GiB packet, ``progress`` keeps sending progress past the content
+    timeout, then continues with a header added."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        super().__init__(("127.0.0.1", 0), _HostileHandler)
+
+
+class _HostileHandler(socketserver.BaseRequestHandler):
+    server: HostileFilter
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        while True:
+            head = _read(sock, 4)
+            if head is None:
+                return
+            (length,) = struct.unpack(">I", head)
+            data = _read(sock, length)
+            if data is None:
+                return
+            code = data[:1]
+            if code == b"O":  # version 6, every action, no protocol step left out
+                sock.sendall(struct.pack(">IcIII", 13, b"O", 6, 0x1FF, 0))
+            elif code == b"E":
+                self._end(sock)
+            elif code in b"CHMRTLNB":
+                sock.sendall(struct.pack(">Ic", 1, b"c"))
+
+    def _end(self, sock: socket.socket) -> None:
+        mode = self.server.mode
+        if mode == "silent":
+            time.sleep(5)
+        elif mode == "garbage":
+            sock.sendall(struct.pack(">Ic", 1, b"Z"))
+        elif mode == "huge":
+            sock.sendall(struct.pack(">Ic", 0x7FFFFFFF, b"b"))
+        elif mode == "progress":
+            for _ in range(6):
+                sock.sendall(struct.pack(">Ic", 1, b"p"))
+                time.sleep(0.3)
+            field = b"X-Slow\0done\0"
+            sock.sendall(struct.pack(">Ic", len(field) + 1, b"h") + field)
+            sock.sendall(struct.pack(">Ic", 1, b"c"))
+
+
+def _read(sock: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("mode", ["silent", "garbage", "huge", "progress"])
+def test_a_filter_that_breaks_the_protocol_or_stalls(
+    tmp_path: Path, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each failure is answered 451 4.3.0 (the default action) and logged, and nothing is
+    stored; progress replies keep a slow filter's timer alive (1 s, here 1.8 s of progress)."""
+    hostile = HostileFilter(mode)
+    threading.Thread(target=hostile.serve_forever, daemon=True).start()
+    address = f"inet:127.0.0.1:{hostile.server_address[1]}"
+    try:
+        with serve(tmp_path, (address,), content_timeout=1.0, command_timeout=1.0) as live:
+            live.add_domain("example.org")
+            live.add_account(ALICE, PASSWORD)
+            if mode == "progress":
+                assert send(live, "slow") == {}
+                [stored] = live.mailbox_messages(ALICE, INBOX)
+                assert b"\r\nX-Slow: done\r\n" in stored
+                return
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                send(live, "x")
+            assert (refused.value.smtp_code, refused.value.smtp_error) == (
+                451,
+                b"4.3.0 mail filter unavailable, try again later",
+            )
+            assert live.mailbox_messages(ALICE, INBOX) == []
+        assert [r.levelname for r in caplog.records if r.getMessage() == "mail filter failed"] == [
+            "WARNING"
+        ]
+    finally:
+        hostile.shutdown()
+        hostile.server_close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pillarbox
 
 SRC = Path(pillarbox.__file__).parent
-CORE_PACKAGES = ("smtp", "imap", "pop3", "mail", "sieve", "managesieve")
+CORE_PACKAGES = ("smtp", "imap", "pop3", "mail", "sieve", "managesieve", "milter")
 CORE_MODULES = (
     "auth/sasl.py",
     "auth/scram.py",
