@@ -65,11 +65,13 @@ def milter(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         process.wait(10)
 
 
-def serve(tmp_path: Path, filters: tuple[str, ...], **milter: Any) -> LiveServer:
+def serve(
+    tmp_path: Path, filters: tuple[str, ...], *, policy: bool = False, **milter: Any
+) -> LiveServer:
     config = loopback_config(
         tmp_path / "data",
         only=["smtp"],
-        policy=cfg.PolicySection(enabled=False),
+        policy=cfg.PolicySection(enabled=policy),
         milter=cfg.MilterSection(mx=filters, **milter),
     )
     return LiveServer(config)
@@ -162,6 +164,17 @@ def test_quarantine_files_the_message_in_junk_with_the_reason(live: LiveServer) 
     assert live.mailbox_messages(ALICE, INBOX) == []
     [stored] = live.mailbox_messages(ALICE, "Junk")
     assert b"X-Pillarbox-Quarantine: looks odd to the filter\r\n" in stored
+
+
+def test_quarantine_overrides_the_policys_inbox(tmp_path: Path, milter: tuple[str, Path]) -> None:
+    """With the inbound policy judging too: its verdict fields stay, the copy goes to Junk."""
+    with serve(tmp_path, (milter[0],), policy=True) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, PASSWORD)
+        assert send(live, "quarantine") == {}
+        assert live.mailbox_messages(ALICE, INBOX) == []
+        [stored] = live.mailbox_messages(ALICE, "Junk")
+    assert b"X-Pillarbox-Quarantine: looks odd to the filter\r\nX-Pillarbox-Spam: " in stored
 
 
 def test_discard_answers_250_and_stores_nothing(live: LiveServer) -> None:

@@ -30,6 +30,8 @@ def parse_filter_address(text: str) -> FilterAddress:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
         ipaddress.IPv6Address(host)  # ValueError if not an IPv6 address
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    elif "[" in host or "]" in host:
+        raise ValueError("expected inet:HOST:PORT, an IPv6 address in brackets")
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError("expected inet:HOST:PORT with a port 1–65535")
     return FilterAddress(text, host=host, port=int(port))

@@ -702,22 +702,12 @@ class _SmtpSession:
             # One message, counted by its best outcome: accepted if any recipient took it.
             reply = next((a for a in answers if a.is_positive), answers[0])
         else:
-            mail, accepted, raw = self.mail, self.accepted, bytes(self.spool)
-            filtered = None if self.filters is None else await self.filters.message(raw)
-            if filtered is not None:
-                mail, accepted = await self._filtered_envelope(filtered)
-                raw = filtered.message
-                origin = dataclasses.replace(origin, quarantine=filtered.quarantine)
+            raw = bytes(self.spool)
             try:
-                if filtered is not None and filtered.reply is not None:
-                    reply = filtered.reply
-                elif filtered is not None and (filtered.discard or not accepted):
-                    self.log.warning(
-                        "message discarded by a mail filter", sender=str(self.mail.path)
-                    )
-                    reply = replies.MESSAGE_ACCEPTED
+                if self.filters is None:
+                    reply = await self.intake.accept(self.mail, self.accepted, raw, origin)
                 else:
-                    reply = await self.intake.accept(mail, accepted, raw, origin)
+                    reply = await self._accept_filtered(await self.filters.message(raw), origin)
             except StorageError as exc:
                 self.log.error("storing the message failed", error=str(exc))
                 reply = replies.LOCAL_ERROR
@@ -726,6 +716,19 @@ class _SmtpSession:
         messages = self.metrics.messages
         messages.data_seconds.observe(self.loop.time() - started)
         messages.message(reply.code)
+
+    async def _accept_filtered(self, filtered: Filtered, origin: Origin) -> Reply:
+        """The reply to a message the mail filters saw: their refusal, a 250 for a message
+        they discarded (or left without recipients), or the intake's of what they left."""
+        assert self.mail is not None
+        if filtered.reply is not None:
+            return filtered.reply
+        mail, accepted = await self._filtered_envelope(filtered)
+        if filtered.discard or not accepted:
+            self.log.warning("message discarded by a mail filter", sender=str(self.mail.path))
+            return replies.MESSAGE_ACCEPTED
+        origin = dataclasses.replace(origin, quarantine=filtered.quarantine)
+        return await self.intake.accept(mail, accepted, filtered.message, origin)
 
     async def _filtered_envelope(
         self, filtered: Filtered
