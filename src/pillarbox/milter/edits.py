@@ -40,6 +40,8 @@ def split(message: bytes) -> tuple[list[bytes], bytes]:
             fields[-1] += line
         else:
             fields.append(line)
+    if fields and not fields[-1].endswith(b"\r\n"):
+        fields[-1] += b"\r\n"  # no empty line and no final CRLF: a field added would join it
     return fields, body
 
 
@@ -65,7 +67,9 @@ def _field(name: str, value: str, leading_space: bool) -> bytes:
 
 
 def _is(field: bytes, name: str) -> bool:
-    return field.partition(b":")[0].strip().lower() == name.lower().encode("utf-8", "replace")
+    # bytes.lower() folds ASCII only, as Sendmail's sm_strcasecmp of field names; str.lower()
+    # would match "\u212aeywords" (KELVIN SIGN) with Keywords.
+    return field.partition(b":")[0].strip().lower() == name.encode("utf-8", "replace").lower()
 
 
 def apply(message: bytes, edits: Sequence[p.Edit], leading_space: bool) -> bytes:
@@ -82,7 +86,9 @@ def apply(message: bytes, edits: Sequence[p.Edit], leading_space: bool) -> bytes
             case p.ChangeHeader(index=index, name=name, value=value):
                 _change(fields, index, name, value, leading_space)
             case p.ReplaceBody(data=data):
-                new_body = (new_body if new_body is not None else bytearray()) + data
+                if new_body is None:
+                    new_body = bytearray()
+                new_body += data  # in place: a copy per piece was quadratic in the pieces
     if new_body is not None:
         body = _BARE_LF.sub(b"\r\n", bytes(new_body))
     return b"".join(fields) + b"\r\n" + body

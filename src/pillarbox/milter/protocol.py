@@ -261,6 +261,24 @@ Edit = (
     | Quarantine
 )
 
+
+def edit_size(edit: Edit) -> int:
+    """Roughly the bytes an edit adds to a message (its texts), for the bound on them."""
+    match edit:
+        case ReplaceBody(data=data):
+            return len(data)
+        case AddHeader(name=name, value=value) | InsertHeader(name=name, value=value):
+            return len(name) + len(value)
+        case ChangeHeader(name=name, value=value):
+            return len(name) + len(value)
+        case ChangeFrom(address=address) | AddRecipient(address=address):
+            return len(address)
+        case DeleteRecipient(address=address):
+            return len(address)
+        case Quarantine(reason=reason):
+            return len(reason)
+
+
 #: Which negotiated action each edit needs.
 EDIT_ACTIONS: dict[bytes, ActionFlag] = {
     b"h": ActionFlag.ADDHDRS,

@@ -38,8 +38,12 @@ class Outcome:
 class MilterSession:
     """The client side of one connection to one filter."""
 
-    def __init__(self, *, max_packet: int) -> None:
+    def __init__(self, *, max_packet: int, max_edits: int | None = None) -> None:
+        """``max_edits``: bytes of edits one end of message may carry (a replaced body comes
+        in any number of packets); None: unbounded."""
         self._framer = p.Framer(max_packet)
+        self._max_edits = max_edits
+        self._edit_bytes = 0
         self.negotiated: p.Negotiated | None = None
         #: Whether a reply is due for the last command sent.
         self.waiting = False
@@ -78,6 +82,7 @@ class MilterSession:
             return b""
         self._stage = stage
         self._edits = []
+        self._edit_bytes = 0
         self.waiting = not self._has(stage.unanswered)
         out = p.macros(stage, macros) if macros else b""
         return out + p.packet(stage.command, data)
@@ -115,7 +120,10 @@ class MilterSession:
             raise p.MilterProtocolError("the first reply is not the negotiation's")
         if answer.version < 2:
             raise p.MilterProtocolError(f"protocol version {answer.version}")
-        if answer.actions & ~p.OFFERED_ACTIONS or answer.protocol & ~p.OFFERED_PROTOCOL:
+        # As ints: an IntFlag's ~ keeps only its named bits, and every action is offered, so
+        # ~OFFERED_ACTIONS would be 0 and an unknown bit (0x200 and up) would pass.
+        unoffered = int(answer.actions) & ~int(p.OFFERED_ACTIONS)
+        if unoffered or int(answer.protocol) & ~int(p.OFFERED_PROTOCOL):
             raise p.MilterProtocolError(
                 f"asked for what was not offered: actions {answer.actions:#x}, "
                 f"protocol {answer.protocol:#x}"
@@ -143,4 +151,7 @@ class MilterSession:
             raise p.MilterProtocolError(f"edit {code!r} before end of message")
         if not self.negotiated.actions & p.EDIT_ACTIONS[code]:
             raise p.MilterProtocolError(f"edit {code!r} without its action negotiated")
+        self._edit_bytes += p.edit_size(edit)
+        if self._max_edits is not None and self._edit_bytes > self._max_edits:
+            raise p.MilterProtocolError(f"edits of over {self._max_edits} bytes")
         self._edits.append(edit)

@@ -48,11 +48,15 @@ _CONTINUE = Outcome(CONTINUED)
 class _Filter:
     """One filter's connection for one SMTP session."""
 
-    def __init__(self, address: FilterAddress, section: MilterSection, log: Log) -> None:
+    def __init__(
+        self, address: FilterAddress, section: MilterSection, max_message: int, log: Log
+    ) -> None:
         self.address = address
         self._section = section
         self.log = log
-        self.session = MilterSession(max_packet=section.max_reply_size)
+        # A changed message may be at most twice the largest we take: a new body, and the
+        # fields and envelope a filter adds beside it.
+        self.session = MilterSession(max_packet=section.max_reply_size, max_edits=2 * max_message)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         #: Broken: every later stage gets the default action.
@@ -160,7 +164,7 @@ def filter_reply(final: p.Final) -> Reply:
     if final.verdict is not p.Verdict.REPLYCODE:
         return replies.FILTER_TEMPFAIL
     fallback = replies.FILTER_REJECTED if final.reply[:1] == b"5" else replies.FILTER_TEMPFAIL
-    lines = final.reply.replace(b"\r\n", b"\n").split(b"\n")
+    lines = final.reply.replace(b"\r\n", b"\n").rstrip(b"\n").split(b"\n")
     matches = [_REPLY_LINE.fullmatch(line) for line in lines]
     if not all(matches):
         return fallback
@@ -180,12 +184,19 @@ class Filters:
     """The filters of one SMTP session, in their configured order."""
 
     def __init__(
-        self, addresses: Sequence[str], section: MilterSection, listener: str, log: Log
+        self,
+        addresses: Sequence[str],
+        section: MilterSection,
+        listener: str,
+        log: Log,
+        *,
+        max_message: int,
     ) -> None:
+        """``max_message``: ``smtp.max_message_size``, which bounds the filters' edits."""
         self._section = section
         self._listener = listener
         self._filters = [
-            _Filter(parse_filter_address(text), section, log.bind(filter=text))
+            _Filter(parse_filter_address(text), section, max_message, log.bind(filter=text))
             for text in addresses
         ]
         #: A filter discarded the current message.

@@ -324,7 +324,17 @@ def _handler(
             greylist,
             access,
             greet_pause,
-            Filters(milters, services.config.milter, listener, bound) if milters else None,
+            (
+                Filters(
+                    milters,
+                    services.config.milter,
+                    listener,
+                    bound,
+                    max_message=services.config.smtp.max_message_size,
+                )
+                if milters
+                else None
+            ),
         )
         return session.run()
 
