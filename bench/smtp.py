@@ -20,7 +20,7 @@ from the internet.
 
     python bench/smtp.py [--messages 2000] [--size 4096] [--store URL] [--untrusted]
         [--train 2000] [--rows reuse1,reuse10,reuse50,conn20,conn50] [--no-policy] [--core]
-        [--reference | --connect PORT] [--server-src DIR]
+        [--reference | --connect PORT] [--server-src DIR] [--milter ADDRESS]
 
 ``--reference`` drives aiosmtpd writing one fsync'd file per message (``smtp_reference.py``)
 with the same client, to put the figures of the VM of the day beside the issue's reference;
@@ -28,6 +28,8 @@ with the same client, to put the figures of the VM of the day beside the issue's
 up), whose CPU it does not measure.
 ``--server-src`` runs the server on another build of ``src`` (a mypyc-compiled one,
 docs/performance.md "Session 14") while the client stays on this one.
+``--milter`` has the MX ask a mail filter that is already running (docs/milter.md; the
+filter's CPU is not in the server's column).
 ``--core`` prints only the CPU cost of the sans-I/O SMTP core for a one-message session, in
 this process: the floor under every figure of the table.
 """
@@ -170,6 +172,8 @@ def start_server(
         policy=policy,
         dns=cfg.DnsSection(nameserver=nameserver),
     )
+    if args.milter:
+        config = dataclasses.replace(config, milter=cfg.MilterSection(mx=(args.milter,)))
     if args.store:
         config = dataclasses.replace(config, store=cfg.StoreSection(url=args.store))
     if sqlite is not None:
@@ -406,6 +410,11 @@ def main() -> None:
         "--server-src",
         metavar="DIR",
         help="put DIR first on the server's PYTHONPATH (e.g. a compiled build's src)",
+    )
+    parser.add_argument(
+        "--milter",
+        metavar="ADDRESS",
+        help="a mail filter the MX asks (milter.mx, e.g. unix:/run/opendkim/opendkim.sock)",
     )
     parser.add_argument("--core", action="store_true", help="only the sans-I/O core's CPU floor")
     parser.add_argument(
