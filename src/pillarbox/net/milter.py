@@ -120,16 +120,12 @@ class _Filter:
             async with asyncio.timeout(self._section.command_timeout):
                 await self._writer.drain()
 
-    async def close(self) -> None:
+    def close(self) -> None:
+        """Close the connection; not waited for (the transport flushes what is left), so a
+        stuck filter cannot hold the session's end, or the server's shutdown."""
         writer, self._writer = self._writer, None
-        if writer is None:
-            return
-        writer.close()
-        try:
-            async with asyncio.timeout(self._section.command_timeout):
-                await writer.wait_closed()
-        except _FAILURES:
-            pass  # closing anyway; nothing more is sent to it
+        if writer is not None:
+            writer.close()
 
 
 @dataclass(slots=True)
@@ -418,4 +414,4 @@ class Filters:
                 await f.send(f.session.quit())
             except _FAILURES:
                 pass  # the session is over either way
-            await f.close()
+            f.close()
