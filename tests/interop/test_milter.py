@@ -43,6 +43,17 @@ SENDER = "someone@example.net"
 SCRIPT = Path(__file__).with_name("scripted_milter.py")
 
 
+def listening(socket: Path, process: subprocess.Popen[bytes]) -> None:
+    """Wait (10 s at most) for a filter started as ``process`` to create its socket."""
+    for _ in range(200):
+        if socket.exists():
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"the filter exited with {process.returncode}")
+        time.sleep(0.05)
+    raise RuntimeError("the filter did not start")
+
+
 @pytest.fixture
 def milter(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """The scripted filter on a Unix socket: its address and its record file."""
@@ -53,12 +64,7 @@ def milter(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         stdout=subprocess.DEVNULL,
     )
     try:
-        for _ in range(200):
-            if socket.exists():
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("the filter did not start")
+        listening(socket, process)
         yield f"unix:{socket}", record
     finally:
         process.terminate()
@@ -246,12 +252,7 @@ def test_opendkim_signs_what_is_stored(tmp_path: Path) -> None:
     )
     process = subprocess.Popen([opendkim, "-f", "-x", str(conf)])
     try:
-        for _ in range(200):
-            if socket.exists():
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("opendkim did not start")
+        listening(socket, process)
         with serve(tmp_path, (f"unix:{socket}",)) as live:
             live.add_domain("example.org")
             live.add_account(ALICE, PASSWORD)
